@@ -1,0 +1,47 @@
+"""nptl — a NumPy/Numba reference implementation of CNN transfer learning.
+
+Kernels are compiled lazily (Numba, ``cache=True``) on first use, so ``import nptl`` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ops": ("nptl.ops", None),
+    "layers": ("nptl.layers", None),
+    "optim": ("nptl.optim", None),
+    "models": ("nptl.models", None),
+    "kernels": ("nptl.kernels", None),
+    "Sequential": ("nptl.graph", "Sequential"),
+    "gradcheck": ("nptl.gradcheck", "gradcheck"),
+    "check_gradients": ("nptl.gradcheck", "check_gradients"),
+    "seed_cnn": ("nptl.models", "seed_cnn"),
+    "Conv2D": ("nptl.layers", "Conv2D"),
+    "MaxPool2D": ("nptl.layers", "MaxPool2D"),
+    "AvgPool2D": ("nptl.layers", "AvgPool2D"),
+    "Dense": ("nptl.layers", "Dense"),
+    "Flatten": ("nptl.layers", "Flatten"),
+    "ReLU": ("nptl.layers", "ReLU"),
+    "Sigmoid": ("nptl.layers", "Sigmoid"),
+    "Softmax": ("nptl.layers", "Softmax"),
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    """Import submodules on first access (numba is heavy to import)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'nptl' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    if attr is not None:
+        value = getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

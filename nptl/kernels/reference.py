@@ -1,0 +1,358 @@
+"""Reference kernels: the formulas as plain loops.
+
+This module is the oracle every fast kernel is tested against, and the text a learner reads.
+Each function is a direct transcription of the formula in its docstring, written as nested
+loops with no tricks.  The loops are compiled with Numba (``cache=True``) only so that the
+tests and benchmarks can afford them; with ``NUMBA_DISABLE_JIT=1`` the very same code runs as
+plain Python and can be stepped through in a debugger.
+
+Layout: activations NCHW ``(N, C, H, W)``, conv weights ``(F, C, KH, KW)``, dense weights
+``(in_features, out_features)``.  Public functions have exactly the names and signatures of
+:mod:`nptl.ops` (which validates arguments and calls the fast kernels); the ones here assume
+valid, contiguous arrays of one float dtype.
+
+Notation for the convolution (stride ``s``, zero padding ``P``)::
+
+    Ho = (H + 2P - KH) // s + 1          Wo = (W + 2P - KW) // s + 1
+    xp[n, c, h, w] = x[n, c, h - P, w - P]   inside the image, 0 in the padding
+
+    (C1)  y[n,f,i,j]  = b[f] + Σ_c Σ_p Σ_q xp[n,c,i·s+p,j·s+q] · w[f,c,p,q]
+    (C2)  dx[n,c,h,w] = Σ_f Σ_{(i,p): i·s+p = h+P} Σ_{(j,q): j·s+q = w+P} dy[n,f,i,j] · w[f,c,p,q]
+    (C3)  dw[f,c,p,q] = Σ_n Σ_i Σ_j dy[n,f,i,j] · xp[n,c,i·s+p,j·s+q]
+    (C4)  db[f]       = Σ_n Σ_i Σ_j dy[n,f,i,j]
+
+(C1) is a cross-correlation, which is what every framework calls "convolution".  The textbook
+convolution ``y(i,j) = Σ_p Σ_q x(i−p+1, j−q+1)·k(p,q)`` flips the kernel; see
+:func:`conv2d_true` and the test that ties the two together.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length along one axis: ``(size + 2·padding − kernel) // stride + 1``."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+# ----------------------------------------------------------------------------------------------
+# conv2d
+# ----------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _conv2d_forward(x, w, b, stride, padding):
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    Ho = (H + 2 * padding - KH) // stride + 1
+    Wo = (W + 2 * padding - KW) // stride + 1
+    y = np.zeros((N, F, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for f in range(F):
+            for i in range(Ho):
+                for j in range(Wo):
+                    acc = b[f]                                  # (C1)
+                    for c in range(C):
+                        for p in range(KH):
+                            h = i * stride + p - padding
+                            if h < 0 or h >= H:
+                                continue                        # zero padding
+                            for q in range(KW):
+                                v = j * stride + q - padding
+                                if v < 0 or v >= W:
+                                    continue
+                                acc += x[n, c, h, v] * w[f, c, p, q]
+                    y[n, f, i, j] = acc
+    return y
+
+
+@njit(cache=True)
+def _conv2d_backward(dy, x, w, stride, padding):
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    Ho, Wo = dy.shape[2], dy.shape[3]
+    dx = np.zeros_like(x)
+    dw = np.zeros_like(w)
+    db = np.zeros(F, dtype=x.dtype)
+    for n in range(N):
+        for f in range(F):
+            for i in range(Ho):
+                for j in range(Wo):
+                    g = dy[n, f, i, j]
+                    db[f] += g                                  # (C4)
+                    for c in range(C):
+                        for p in range(KH):
+                            h = i * stride + p - padding
+                            if h < 0 or h >= H:
+                                continue
+                            for q in range(KW):
+                                v = j * stride + q - padding
+                                if v < 0 or v >= W:
+                                    continue
+                                dx[n, c, h, v] += g * w[f, c, p, q]   # (C2)
+                                dw[f, c, p, q] += g * x[n, c, h, v]   # (C3)
+    return dx, dw, db
+
+
+def conv2d(x, w, b=None, stride=1, padding=0):
+    """Cross-correlation (C1): ``(N,C,H,W) * (F,C,KH,KW) -> (N,F,Ho,Wo)``."""
+    if b is None:
+        b = np.zeros(w.shape[0], dtype=x.dtype)
+    return _conv2d_forward(x, w, b, stride, padding)
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0):
+    """Gradients (C2), (C3), (C4) of :func:`conv2d`: returns ``(dx, dw, db)``."""
+    return _conv2d_backward(dy, x, w, stride, padding)
+
+
+@njit(cache=True)
+def _conv2d_true(x, k):
+    # The seed documents' formula with 1-based indices, "valid" part only:
+    #   y(i, j) = Σ_p Σ_q x(i − p + 1, j − q + 1) · k(p, q)
+    # for i = KH..H, j = KW..W (the positions where every x index is inside the image).
+    H, W = x.shape
+    KH, KW = k.shape
+    y = np.zeros((H - KH + 1, W - KW + 1), dtype=x.dtype)
+    for i in range(KH, H + 1):              # 1-based output position
+        for j in range(KW, W + 1):
+            acc = x[0, 0] * 0
+            for p in range(1, KH + 1):
+                for q in range(1, KW + 1):
+                    acc += x[i - p + 1 - 1, j - q + 1 - 1] * k[p - 1, q - 1]
+            y[i - KH, j - KW] = acc
+    return y
+
+
+def conv2d_true(x, k):
+    """True 2-D convolution of one image with one kernel, as the seed documents write it.
+
+    ``y(i,j) = Σ_p Σ_q x(i−p+1, j−q+1)·k(p,q)`` (1-based), kept where the kernel lies fully
+    inside the image.  It equals the cross-correlation (C1) with the kernel flipped in both
+    axes: ``conv2d_true(x, k) == conv2d(x, k[::-1, ::-1])``.
+    """
+    return _conv2d_true(np.ascontiguousarray(x), np.ascontiguousarray(k))
+
+
+# ----------------------------------------------------------------------------------------------
+# pooling
+# ----------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _max_pool2d(x, size, stride):
+    N, C, H, W = x.shape
+    Ho = (H - size) // stride + 1
+    Wo = (W - size) // stride + 1
+    y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    # (P1)  y[n,c,i,j] = max_{p,q} x[n,c,i·s+p,j·s+q]
+                    best = x[n, c, i * stride, j * stride]
+                    for p in range(size):
+                        for q in range(size):
+                            v = x[n, c, i * stride + p, j * stride + q]
+                            if v > best:
+                                best = v
+                    y[n, c, i, j] = best
+    return y
+
+
+@njit(cache=True)
+def _max_pool2d_backward(dy, x, size, stride):
+    N, C, H, W = x.shape
+    Ho, Wo = dy.shape[2], dy.shape[3]
+    dx = np.zeros_like(x)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    # (P2)  the whole gradient goes to the first maximum in row-major order
+                    bh, bw = i * stride, j * stride
+                    best = x[n, c, bh, bw]
+                    for p in range(size):
+                        for q in range(size):
+                            v = x[n, c, i * stride + p, j * stride + q]
+                            if v > best:
+                                best = v
+                                bh, bw = i * stride + p, j * stride + q
+                    dx[n, c, bh, bw] += dy[n, c, i, j]
+    return dx
+
+
+@njit(cache=True)
+def _avg_pool2d(x, size, stride):
+    N, C, H, W = x.shape
+    Ho = (H - size) // stride + 1
+    Wo = (W - size) // stride + 1
+    y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    # (A1)  y[n,c,i,j] = (1/size²) Σ_{p,q} x[n,c,i·s+p,j·s+q]
+                    acc = x[n, c, 0, 0] * 0
+                    for p in range(size):
+                        for q in range(size):
+                            acc += x[n, c, i * stride + p, j * stride + q]
+                    y[n, c, i, j] = acc / (size * size)
+    return y
+
+
+@njit(cache=True)
+def _avg_pool2d_backward(dy, x, size, stride):
+    N, C, H, W = x.shape
+    Ho, Wo = dy.shape[2], dy.shape[3]
+    dx = np.zeros_like(x)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    # (A2)  each input of the window receives dy / size²
+                    g = dy[n, c, i, j] / (size * size)
+                    for p in range(size):
+                        for q in range(size):
+                            dx[n, c, i * stride + p, j * stride + q] += g
+    return dx
+
+
+def max_pool2d(x, size, stride=None):
+    """Max pooling (P1): ``(N,C,H,W) -> (N,C,(H−size)//s+1,(W−size)//s+1)``."""
+    return _max_pool2d(x, size, size if stride is None else stride)
+
+
+def max_pool2d_backward(dy, x, size, stride=None):
+    """Gradient (P2) of :func:`max_pool2d` with respect to ``x``."""
+    return _max_pool2d_backward(dy, x, size, size if stride is None else stride)
+
+
+def avg_pool2d(x, size, stride=None):
+    """Average pooling (A1)."""
+    return _avg_pool2d(x, size, size if stride is None else stride)
+
+
+def avg_pool2d_backward(dy, x, size, stride=None):
+    """Gradient (A2) of :func:`avg_pool2d` with respect to ``x``."""
+    return _avg_pool2d_backward(dy, x, size, size if stride is None else stride)
+
+
+# ----------------------------------------------------------------------------------------------
+# dense
+# ----------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _dense(x, w, b):
+    N, I = x.shape
+    O = w.shape[1]
+    y = np.empty((N, O), dtype=x.dtype)
+    for n in range(N):
+        for o in range(O):
+            acc = b[o]                          # (D1) y[n,o] = b[o] + Σ_i x[n,i] w[i,o]
+            for i in range(I):
+                acc += x[n, i] * w[i, o]
+            y[n, o] = acc
+    return y
+
+
+@njit(cache=True)
+def _dense_backward(dy, x, w):
+    N, I = x.shape
+    O = w.shape[1]
+    dx = np.zeros_like(x)
+    dw = np.zeros_like(w)
+    db = np.zeros(O, dtype=x.dtype)
+    for n in range(N):
+        for o in range(O):
+            g = dy[n, o]
+            db[o] += g                          # (D4) db[o]   = Σ_n dy[n,o]
+            for i in range(I):
+                dx[n, i] += g * w[i, o]         # (D2) dx[n,i] = Σ_o dy[n,o] w[i,o]
+                dw[i, o] += g * x[n, i]         # (D3) dw[i,o] = Σ_n x[n,i] dy[n,o]
+    return dx, dw, db
+
+
+def dense(x, w, b):
+    """Affine map (D1): ``y = x @ w + b`` with ``x (N, I)``, ``w (I, O)``, ``b (O,)``."""
+    return _dense(x, w, b)
+
+
+def dense_backward(dy, x, w):
+    """Gradients (D2)-(D4) of :func:`dense`: returns ``(dx, dw, db)``."""
+    return _dense_backward(dy, x, w)
+
+
+# ----------------------------------------------------------------------------------------------
+# activations (elementwise over the flattened array; softmax over the last axis)
+# ----------------------------------------------------------------------------------------------
+def relu(x):
+    """(R1) ``relu(x) = max(x, 0)``;  (R2) ``d relu/dx = 1 if x > 0 else 0``."""
+    y = x.copy()
+    flat = y.reshape(-1)
+    for k in range(flat.size):
+        if not flat[k] > 0:
+            flat[k] = 0
+    return y
+
+
+def sigmoid(x):
+    """(S1) ``σ(x) = 1/(1+e^{−x})``, evaluated as ``e^{x}/(1+e^{x})`` for x < 0 (no overflow)."""
+    y = np.empty_like(x)
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    for k in range(xf.size):
+        v = float(xf[k])
+        yf[k] = 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
+    return y
+
+
+def softmax(x):
+    """(SM1) ``softmax(x)_k = e^{x_k − m} / Σ_j e^{x_j − m}``, ``m = max_j x_j``, last axis."""
+    rows = x.reshape(-1, x.shape[-1])
+    out = np.empty_like(rows)
+    for r in range(rows.shape[0]):
+        m = max(float(v) for v in rows[r])
+        e = [math.exp(float(v) - m) for v in rows[r]]
+        s = sum(e)
+        for k in range(rows.shape[1]):
+            out[r, k] = e[k] / s
+    return out.reshape(x.shape)
+
+
+# ----------------------------------------------------------------------------------------------
+# losses (mean reduction, as torch.nn.functional's default)
+# ----------------------------------------------------------------------------------------------
+def cross_entropy(logits, labels):
+    """(L1) ``L = (1/N) Σ_n [log Σ_k e^{z[n,k]} − z[n, y_n]]``;  (L2) ``dL/dz = (softmax(z) − onehot(y))/N``."""
+    N, K = logits.shape
+    p = softmax(logits)
+    loss = 0.0
+    for n in range(N):
+        m = max(float(v) for v in logits[n])
+        lse = m + math.log(sum(math.exp(float(v) - m) for v in logits[n]))
+        loss += lse - float(logits[n, labels[n]])
+    d = p.copy()
+    for n in range(N):
+        d[n, labels[n]] -= 1
+    return logits.dtype.type(loss / N), (d / N).astype(logits.dtype)
+
+
+def binary_cross_entropy(logits, targets):
+    """(B1) ``L = mean[−t log σ(z) − (1−t) log(1−σ(z))] = mean[max(z,0) − z·t + log(1+e^{−|z|})]``;
+    (B2) ``dL/dz = (σ(z) − t)/M`` with ``M`` the number of elements."""
+    z, t = logits.reshape(-1), targets.reshape(-1)
+    M = z.size
+    loss = 0.0
+    for k in range(M):
+        v = float(z[k])
+        loss += max(v, 0.0) - v * float(t[k]) + math.log1p(math.exp(-abs(v)))
+    d = (sigmoid(logits) - targets) / M
+    return logits.dtype.type(loss / M), d.astype(logits.dtype)
+
+
+def mse(pred, target):
+    """(M1) ``L = (1/M) Σ (pred − target)²``;  (M2) ``dL/dpred = 2 (pred − target)/M``."""
+    diff = pred.reshape(-1) - target.reshape(-1)
+    M = diff.size
+    loss = 0.0
+    for k in range(M):
+        loss += float(diff[k]) ** 2
+    return pred.dtype.type(loss / M), (2 * (pred - target) / M).astype(pred.dtype)

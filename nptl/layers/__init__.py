@@ -1,0 +1,12 @@
+"""Layers: state (params, grads, trainable) around the kernels."""
+from .activations import ReLU, Sigmoid, Softmax
+from .base import Layer, Parameter
+from .conv import Conv2D
+from .dense import Dense
+from .pool import AvgPool2D, MaxPool2D
+from .shape import Flatten
+
+LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, AvgPool2D, Dense, Flatten, ReLU, Sigmoid, Softmax)}
+
+__all__ = ["Layer", "Parameter", "Conv2D", "MaxPool2D", "AvgPool2D", "Dense", "Flatten", "ReLU",
+           "Sigmoid", "Softmax", "LAYER_TYPES"]

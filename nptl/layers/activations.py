@@ -1,0 +1,87 @@
+"""Activation layers (no parameters; per-sample shape unchanged)."""
+from __future__ import annotations
+
+from ..kernels import activations as kernel
+from .base import Layer
+
+
+class _Activation(Layer):
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _checked(self, x):
+        return self._input(x, self.input_shape, "(N, ...)")
+
+
+class ReLU(_Activation):
+    """(R1) ``y = max(x, 0)``;  (R2) ``dx = dy · [x > 0]`` (0 at x = 0, as PyTorch)."""
+
+    kind = "relu"
+
+    def __init__(self, name=None):
+        super().__init__(name)
+        self._x = None
+
+    def forward(self, x, training=False):
+        x = self._checked(x)
+        if training:
+            self._x = x
+        return kernel.relu_forward(x.reshape(-1)).reshape(x.shape)
+
+    def backward(self, dy, need_input_grad=True):
+        x = self._need_cache("_x")
+        if not need_input_grad:
+            return None
+        return kernel.relu_backward(self._as_dtype(dy).reshape(-1), x.reshape(-1)).reshape(x.shape)
+
+
+class Sigmoid(_Activation):
+    """(S1) ``y = 1/(1+e^{−x})`` (overflow-free);  (S2) ``dx = dy · y(1 − y)``."""
+
+    kind = "sigmoid"
+
+    def __init__(self, name=None):
+        super().__init__(name)
+        self._y = None
+
+    def forward(self, x, training=False):
+        x = self._checked(x)
+        y = kernel.sigmoid_forward(x.reshape(-1)).reshape(x.shape)
+        if training:
+            self._y = y
+        return y
+
+    def backward(self, dy, need_input_grad=True):
+        y = self._need_cache("_y")
+        if not need_input_grad:
+            return None
+        return kernel.sigmoid_backward(self._as_dtype(dy).reshape(-1), y.reshape(-1)).reshape(y.shape)
+
+
+class Softmax(_Activation):
+    """Softmax over the last axis.
+
+    (SM1) ``y_k = e^{x_k − m} / Σ_j e^{x_j − m}``, ``m = max_j x_j``
+    (SM2) ``dx_k = y_k (dy_k − Σ_j dy_j y_j)``  (from ∂y_k/∂x_j = y_k(δ_kj − y_j))
+    For training a classifier prefer logits + ``ops.cross_entropy``, which fuses the two stably.
+    """
+
+    kind = "softmax"
+
+    def __init__(self, name=None):
+        super().__init__(name)
+        self._y = None
+
+    def forward(self, x, training=False):
+        x = self._checked(x)
+        y = kernel.softmax_rows(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+        if training:
+            self._y = y
+        return y
+
+    def backward(self, dy, need_input_grad=True):
+        y = self._need_cache("_y")
+        if not need_input_grad:
+            return None
+        K = y.shape[-1]
+        return kernel.softmax_rows_backward(self._as_dtype(dy).reshape(-1, K), y.reshape(-1, K)).reshape(y.shape)

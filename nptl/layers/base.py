@@ -1,0 +1,143 @@
+"""The layer contract shared by every layer.
+
+A layer owns ``params`` and ``grads`` (dicts with the same keys), a ``trainable`` flag,
+``forward``/``backward``, and knows its output shape from its input shape (``output_shape``).
+Shapes exclude the batch axis.  Gradients accumulate (``+=``) until :meth:`zero_grad`.
+
+Frozen (``trainable = False``) is not inference mode: a frozen layer still caches what its
+backward needs and still returns ``dx`` when asked, it only skips its parameter gradients.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Parameter:
+    """A view of one parameter: ``layer.params[key]`` and ``layer.grads[key]``, named
+    ``"<layer>.<key>"``.  Optimizers keep their state per ``name`` and update ``value`` in place."""
+
+    __slots__ = ("layer", "key")
+
+    def __init__(self, layer: "Layer", key: str):
+        self.layer = layer
+        self.key = key
+
+    @property
+    def name(self) -> str:
+        return f"{self.layer.name}.{self.key}"
+
+    @property
+    def value(self) -> np.ndarray:
+        return self.layer.params[self.key]
+
+    @property
+    def grad(self) -> np.ndarray:
+        return self.layer.grads[self.key]
+
+    def __repr__(self) -> str:
+        return f"Parameter({self.name}, shape={self.value.shape}, dtype={self.value.dtype})"
+
+
+class Layer:
+    """Base class. Subclasses implement ``output_shape``, ``forward``, ``backward`` and, if
+    they hold parameters, ``_init_params``."""
+
+    kind = "layer"  # prefix for automatic names
+
+    def __init__(self, name: str | None = None):
+        self.name = name
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.trainable = True
+        self.input_shape: tuple | None = None
+        self.dtype = np.dtype(np.float32)
+
+    # -- construction ------------------------------------------------------------------------
+    def build(self, input_shape: tuple, rng: np.random.Generator, dtype=np.float32) -> tuple:
+        """Create parameters for ``input_shape`` (no batch axis); returns the output shape."""
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.dtype = np.dtype(dtype)
+        out = self.output_shape(self.input_shape)
+        self._init_params(rng)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        return out
+
+    def _init_params(self, rng: np.random.Generator) -> None:
+        """Parameter-free layers have nothing to initialise."""
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """Constructor arguments, enough to rebuild this layer (used by checkpoints)."""
+        return {"name": self.name}
+
+    def astype(self, dtype) -> "Layer":
+        """Convert parameters and gradients to ``dtype`` in place (float64 for gradient checks)."""
+        self.dtype = np.dtype(dtype)
+        self.params = {k: v.astype(dtype) for k, v in self.params.items()}
+        self.grads = {k: v.astype(dtype) for k, v in self.grads.items()}
+        return self
+
+    # -- training state ----------------------------------------------------------------------
+    def freeze(self) -> None:
+        """``trainable = False``: parameters stop receiving gradients and updates."""
+        self.trainable = False
+
+    def unfreeze(self) -> None:
+        self.trainable = True
+
+    @property
+    def computes_param_grads(self) -> bool:
+        return self.trainable and bool(self.params)
+
+    def parameters(self) -> list[Parameter]:
+        return [Parameter(self, k) for k in self.params]
+
+    def parameter_count(self) -> int:
+        return int(sum(v.size for v in self.params.values()))
+
+    def zero_grad(self) -> None:
+        for g in self.grads.values():
+            g.fill(0)
+
+    # -- computation -------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray, need_input_grad: bool = True):
+        """Accumulate parameter gradients (if trainable) and return ``dx`` (or None when
+        ``need_input_grad`` is False)."""
+        raise NotImplementedError
+
+    def _input(self, x, expected: tuple, layout: str) -> np.ndarray:
+        """``x`` as a contiguous array of this layer's dtype, checked against ``expected``
+        (per-sample shape, ``None`` = any size)."""
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"layer '{self.name}' ({type(self).__name__}): input must be real-valued, got dtype {arr.dtype}")
+        ok = arr.ndim == len(expected) + 1 and all(
+            e is None or e == s for e, s in zip(expected, arr.shape[1:])
+        )
+        if not ok:
+            want = ", ".join(["N"] + [("?" if e is None else str(e)) for e in expected])
+            raise ValueError(
+                f"layer '{self.name}' ({type(self).__name__}) expects input {layout} = ({want}), "
+                f"got shape {tuple(arr.shape)}"
+            )
+        return np.ascontiguousarray(arr, dtype=self.dtype)
+
+    def _as_dtype(self, dy) -> np.ndarray:
+        """An incoming gradient as a contiguous array of this layer's dtype."""
+        return np.ascontiguousarray(dy, dtype=self.dtype)
+
+    def _need_cache(self, name: str):
+        value = getattr(self, name, None)
+        if value is None:
+            raise RuntimeError(
+                f"layer '{self.name}': backward called without a forward(..., training=True) before it"
+            )
+        return value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, trainable={self.trainable})"

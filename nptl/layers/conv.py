@@ -1,0 +1,97 @@
+"""2-D convolution layer."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from .._checks import check_int
+from ..kernels import conv2d as kernel
+from .base import Layer
+from .init import initialize
+
+
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation) with bias, stride and zero padding.
+
+    Shapes: x ``(N, C, H, W)`` → y ``(N, F, Ho, Wo)``, ``Ho = (H + 2P − KH)//s + 1`` (same for Wo);
+    parameters ``w (F, C, KH, KW)``, ``b (F,)``.
+
+    Forward  (C1)  y[n,f,i,j]  = b[f] + Σ_c Σ_p Σ_q xp[n,c,i·s+p,j·s+q] · w[f,c,p,q]
+    Backward (C2)  dx[n,c,h,w] = Σ_f Σ_{i·s+p=h+P} Σ_{j·s+q=w+P} dy[n,f,i,j] · w[f,c,p,q]
+             (C3)  dw[f,c,p,q] = Σ_n Σ_i Σ_j dy[n,f,i,j] · xp[n,c,i·s+p,j·s+q]
+             (C4)  db[f]       = Σ_n Σ_i Σ_j dy[n,f,i,j]
+    (xp is x zero-padded by P.)  Derivation: y is linear in w and in x; (C3) collects every
+    output that multiplied ``w[f,c,p,q]``, (C2) every output that read ``x[n,c,h,w]``.
+    Computed by im2col + GEMM (:mod:`nptl.kernels.conv2d`); the loops above are
+    :mod:`nptl.kernels.reference`.  Weights default to Glorot-uniform with
+    fan_in = C·KH·KW, fan_out = F·KH·KW; biases to zero.
+    """
+
+    kind = "conv"
+
+    def __init__(self, filters: int, kernel_size, stride: int = 1, padding: int = 0,
+                 use_bias: bool = True, kernel_init: str = "glorot_uniform", name: str | None = None):
+        super().__init__(name)
+        where = f"Conv2D({name or ''})"
+        self.filters = check_int(filters, "filters", where, 1)
+        ks = (kernel_size, kernel_size) if np.isscalar(kernel_size) else tuple(kernel_size)
+        self.kernel_size = tuple(check_int(k, "kernel_size", where, 1) for k in ks)
+        self.stride = check_int(stride, "stride", where, 1)
+        self.padding = check_int(padding, "padding", where, 0)
+        self.use_bias = bool(use_bias)
+        self.kernel_init = kernel_init
+        self._x = self._cols = None
+
+    def config(self) -> dict:
+        return dict(name=self.name, filters=self.filters, kernel_size=list(self.kernel_size),
+                    stride=self.stride, padding=self.padding, use_bias=self.use_bias,
+                    kernel_init=self.kernel_init)
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"layer '{self.name}' (Conv2D) expects input (C, H, W), got {tuple(input_shape)}")
+        C, H, W = input_shape
+        w_shape = (self.filters, C) + self.kernel_size
+        _, F, Ho, Wo = ops.conv2d_output_shape((1, C, H, W), w_shape, self.stride, self.padding,
+                                               where=f"layer '{self.name}' (Conv2D)")
+        return (F, Ho, Wo)
+
+    def _init_params(self, rng):
+        C = self.input_shape[0]
+        KH, KW = self.kernel_size
+        shape = (self.filters, C, KH, KW)
+        self.params["w"] = initialize(self.kernel_init, shape, C * KH * KW, self.filters * KH * KW, rng, self.dtype)
+        if self.use_bias:
+            self.params["b"] = np.zeros(self.filters, dtype=self.dtype)
+
+    def _bias(self):
+        return self.params["b"] if self.use_bias else np.zeros(self.filters, dtype=self.dtype)
+
+    def forward(self, x, training=False):
+        C, H, W = self.input_shape
+        x = self._input(x, (C, None, None), "(N, C, H, W)")
+        ops.conv2d_output_shape(x.shape, self.params["w"].shape, self.stride, self.padding,
+                                where=f"layer '{self.name}' (Conv2D)")
+        y, cols = kernel.conv2d_forward(x, self.params["w"], self._bias(), self.stride, self.padding)
+        if training:
+            self._x = x
+            self._cols = cols if self.trainable else None  # only the weight gradient reads cols
+        return y
+
+    def backward(self, dy, need_input_grad=True):
+        x = self._need_cache("_x")
+        w = self.params["w"]
+        KH, KW = self.kernel_size
+        Ho, Wo = dy.shape[2], dy.shape[3]
+        dym = kernel.dy_matrix(self._as_dtype(dy))
+        if self.trainable:
+            cols = self._cols
+            if cols is None:  # unfrozen between forward and backward
+                cols = kernel.im2col(x, KH, KW, self.stride, self.padding, Ho, Wo)
+            dw, db = kernel.conv2d_backward_weight(dym, cols, w.shape)
+            self.grads["w"] += dw
+            if self.use_bias:
+                self.grads["b"] += db
+        if not need_input_grad:
+            return None
+        return kernel.conv2d_backward_input(dym, w, x.shape, self.stride, self.padding, Ho, Wo)

@@ -1,0 +1,66 @@
+"""Fully connected layer."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import check_int
+from ..kernels import dense as kernel
+from .base import Layer
+from .init import initialize
+
+
+class Dense(Layer):
+    """Affine map ``output = input @ w + b``.
+
+    Shapes: x ``(N, I)`` → y ``(N, O)``; parameters ``w (I, O)``, ``b (O,)``.
+
+    Forward  (D1)  y[n,o]  = b[o] + Σ_i x[n,i] · w[i,o]
+    Backward (D2)  dx[n,i] = Σ_o dy[n,o] · w[i,o]      (dx = dy @ wᵀ)
+             (D3)  dw[i,o] = Σ_n x[n,i] · dy[n,o]      (dw = xᵀ @ dy)
+             (D4)  db[o]   = Σ_n dy[n,o]
+    Weights default to Glorot-uniform (fan_in = I, fan_out = O); biases to zero.
+    """
+
+    kind = "dense"
+
+    def __init__(self, units: int, use_bias: bool = True, kernel_init: str = "glorot_uniform",
+                 name: str | None = None):
+        super().__init__(name)
+        self.units = check_int(units, "units", f"Dense({name or ''})", 1)
+        self.use_bias = bool(use_bias)
+        self.kernel_init = kernel_init
+        self._x = None
+
+    def config(self):
+        return dict(name=self.name, units=self.units, use_bias=self.use_bias, kernel_init=self.kernel_init)
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"layer '{self.name}' (Dense) expects input (N, features), got per-sample shape "
+                f"{tuple(input_shape)}; add a Flatten layer before it"
+            )
+        return (self.units,)
+
+    def _init_params(self, rng):
+        (I,) = self.input_shape
+        self.params["w"] = initialize(self.kernel_init, (I, self.units), I, self.units, rng, self.dtype)
+        if self.use_bias:
+            self.params["b"] = np.zeros(self.units, dtype=self.dtype)
+
+    def forward(self, x, training=False):
+        x = self._input(x, self.input_shape, "(N, features)")
+        b = self.params["b"] if self.use_bias else np.zeros(self.units, dtype=self.dtype)
+        if training:
+            self._x = x
+        return kernel.dense_forward(x, self.params["w"], b)
+
+    def backward(self, dy, need_input_grad=True):
+        x = self._need_cache("_x")
+        dy = self._as_dtype(dy)
+        if self.trainable:
+            dw, db = kernel.dense_backward_weight(dy, x)
+            self.grads["w"] += dw
+            if self.use_bias:
+                self.grads["b"] += db
+        return kernel.dense_backward_input(dy, self.params["w"]) if need_input_grad else None

@@ -1,0 +1,87 @@
+"""Pooling layers."""
+from __future__ import annotations
+
+from .. import ops
+from .._checks import check_int
+from ..kernels import pool as kernel
+from .base import Layer
+
+
+class _Pool2D(Layer):
+    kind = "pool"
+
+    def __init__(self, size: int = 2, stride: int | None = None, name: str | None = None):
+        super().__init__(name)
+        where = f"{type(self).__name__}({name or ''})"
+        self.size = check_int(size, "size", where, 1)
+        self.stride = self.size if stride is None else check_int(stride, "stride", where, 1)
+        self._x_shape = None
+
+    def config(self):
+        return dict(name=self.name, size=self.size, stride=self.stride)
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"layer '{self.name}' ({type(self).__name__}) expects input (C, H, W), got {tuple(input_shape)}")
+        _, C, Ho, Wo = ops.pool2d_output_shape((1,) + tuple(input_shape), self.size, self.stride,
+                                               where=f"layer '{self.name}' ({type(self).__name__})")
+        return (C, Ho, Wo)
+
+    def _checked(self, x):
+        x = self._input(x, (self.input_shape[0], None, None), "(N, C, H, W)")
+        ops.pool2d_output_shape(x.shape, self.size, self.stride,
+                                where=f"layer '{self.name}' ({type(self).__name__})")
+        return x
+
+
+class MaxPool2D(_Pool2D):
+    """Max pooling over ``size×size`` windows with ``stride`` (default ``size``).
+
+    Shapes: ``(N, C, H, W) → (N, C, (H−size)//s + 1, (W−size)//s + 1)``; no parameters.
+
+    Forward  (P1)  y[n,c,i,j] = max_{0≤p,q<size} x[n,c,i·s+p, j·s+q]
+    Backward (P2)  dx[n,c,h,w] = Σ_{i,j: (h,w) = argmax of window (i,j)} dy[n,c,i,j]
+    The max is piecewise the identity on its argmax, so the whole gradient of a window goes to
+    that one input; on ties, to the first maximum in row-major window order (as PyTorch).
+    """
+
+    def __init__(self, size: int = 2, stride: int | None = None, name: str | None = None):
+        super().__init__(size, stride, name)
+        self._argmax = None
+
+    def forward(self, x, training=False):
+        x = self._checked(x)
+        y, arg = kernel.max_pool2d_forward(x, self.size, self.stride)
+        if training:
+            self._argmax, self._x_shape = arg, x.shape
+        return y
+
+    def backward(self, dy, need_input_grad=True):
+        arg = self._need_cache("_argmax")
+        if not need_input_grad:
+            return None
+        dy = self._as_dtype(dy)
+        return kernel.max_pool2d_backward_argmax(dy, arg, self._x_shape[2], self._x_shape[3])
+
+
+
+class AvgPool2D(_Pool2D):
+    """Average pooling over ``size×size`` windows with ``stride`` (default ``size``).
+
+    Forward  (A1)  y[n,c,i,j] = (1/size²) Σ_{p,q} x[n,c,i·s+p, j·s+q]
+    Backward (A2)  dx[n,c,h,w] = (1/size²) Σ_{windows (i,j) containing (h,w)} dy[n,c,i,j]
+    Every input of a window has the same weight 1/size², so the gradient spreads evenly.
+    """
+
+    def forward(self, x, training=False):
+        x = self._checked(x)
+        if training:
+            self._x_shape = x.shape
+        return kernel.avg_pool2d_forward(x, self.size, self.stride)
+
+    def backward(self, dy, need_input_grad=True):
+        shape = self._need_cache("_x_shape")
+        if not need_input_grad:
+            return None
+        dy = self._as_dtype(dy)
+        return kernel.avg_pool2d_backward(dy, shape[2], shape[3], self.size, self.stride)

@@ -1,0 +1,271 @@
+"""The functional API: every op of nptl, checked and dispatched to its fast kernel.
+
+Each function validates its arguments (rank, shapes, channel counts, geometry, label range),
+converts them to one C-contiguous float dtype — the dtype of the first argument when it is
+float32 or float64 — and calls the Numba/BLAS kernels in :mod:`nptl.kernels`.  Outputs keep
+that dtype.  The formulas and their derivations live in the kernels' docstrings and in
+:mod:`nptl.kernels.reference`, whose functions have exactly these names and signatures.
+
+Layout: NCHW activations, ``(F, C, KH, KW)`` conv weights, ``(in, out)`` dense weights.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_array, check_finite, check_int, check_ndim, check_shape, compute_dtype
+from .kernels import activations as _act
+from .kernels import conv2d as _conv
+from .kernels import dense as _dense
+from .kernels import losses as _loss
+from .kernels import pool as _pool
+
+__all__ = [
+    "conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d",
+    "avg_pool2d_backward", "dense", "dense_backward", "relu", "sigmoid", "softmax",
+    "cross_entropy", "binary_cross_entropy", "mse", "conv2d_output_shape", "pool2d_output_shape",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# geometry
+# ----------------------------------------------------------------------------------------------
+def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, where="conv2d"):
+    """``(N, F, Ho, Wo)`` for input ``x_shape`` and weights ``w_shape``; raises on invalid geometry."""
+    stride = check_int(stride, "stride", where, 1)
+    padding = check_int(padding, "padding", where, 0)
+    N, C, H, W = x_shape
+    F, Cw, KH, KW = w_shape
+    if Cw != C:
+        raise ValueError(
+            f"{where}: channel mismatch: input has {C} channels (x shape {tuple(x_shape)}) "
+            f"but weights expect {Cw} (w shape {tuple(w_shape)})"
+        )
+    if KH < 1 or KW < 1:
+        raise ValueError(f"{where}: kernel size must be >= 1, got {KH}x{KW}")
+    if KH > H + 2 * padding or KW > W + 2 * padding:
+        raise ValueError(
+            f"{where}: kernel {KH}x{KW} is larger than the padded input "
+            f"{H + 2 * padding}x{W + 2 * padding} (input {H}x{W}, padding {padding})"
+        )
+    return (N, F, (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1)
+
+
+def pool2d_output_shape(x_shape, size, stride=None, where="pool2d"):
+    """``(N, C, Ho, Wo)`` of a ``size×size`` pooling with ``stride`` (default ``size``)."""
+    size = check_int(size, "size", where, 1)
+    stride = size if stride is None else check_int(stride, "stride", where, 1)
+    N, C, H, W = x_shape
+    if size > H or size > W:
+        raise ValueError(f"{where}: pool size {size} is larger than the input {H}x{W}")
+    return (N, C, (H - size) // stride + 1, (W - size) // stride + 1)
+
+
+def _nchw(x, name, where, dtype=None):
+    dt = compute_dtype(x, where) if dtype is None else dtype
+    arr = as_array(x, name, dt, where)
+    check_ndim(arr, 4, name, "(N, C, H, W)", where)
+    return arr
+
+
+# ----------------------------------------------------------------------------------------------
+# conv2d
+# ----------------------------------------------------------------------------------------------
+def conv2d(x, w, b=None, stride=1, padding=0):
+    """2-D cross-correlation with bias, stride and zero padding (C1).
+
+    ``x (N, C, H, W)``, ``w (F, C, KH, KW)``, ``b (F,)`` or None → ``y (N, F, Ho, Wo)``.
+    """
+    where = "conv2d"
+    x = _nchw(x, "x", where)
+    w = _nchw(w, "w", where, x.dtype)
+    N, F, Ho, Wo = conv2d_output_shape(x.shape, w.shape, stride, padding, where)
+    b = np.zeros(F, x.dtype) if b is None else as_array(b, "b", x.dtype, where)
+    check_shape(b, (F,), "b", where)
+    y, _ = _conv.conv2d_forward(x, w, b, int(stride), int(padding))
+    return y
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0):
+    """Gradients of :func:`conv2d`: ``(dx, dw, db)`` from ``dy (N, F, Ho, Wo)`` — (C2), (C3), (C4)."""
+    where = "conv2d_backward"
+    x = _nchw(x, "x", where)
+    w = _nchw(w, "w", where, x.dtype)
+    dy = _nchw(dy, "dy", where, x.dtype)
+    out_shape = conv2d_output_shape(x.shape, w.shape, stride, padding, where)
+    check_shape(dy, out_shape, "dy", where)
+    stride, padding = int(stride), int(padding)
+    KH, KW = w.shape[2:]
+    Ho, Wo = out_shape[2:]
+    dym = _conv.dy_matrix(dy)
+    cols = _conv.im2col(x, KH, KW, stride, padding, Ho, Wo)
+    dx = _conv.conv2d_backward_input(dym, w, x.shape, stride, padding, Ho, Wo)
+    dw, db = _conv.conv2d_backward_weight(dym, cols, w.shape)
+    return dx, dw, db
+
+
+# ----------------------------------------------------------------------------------------------
+# pooling
+# ----------------------------------------------------------------------------------------------
+def max_pool2d(x, size, stride=None):
+    """Max pooling over ``size×size`` windows (P1); ``stride`` defaults to ``size``."""
+    where = "max_pool2d"
+    x = _nchw(x, "x", where)
+    pool2d_output_shape(x.shape, size, stride, where)
+    y, _ = _pool.max_pool2d_forward(x, int(size), int(size if stride is None else stride))
+    return y
+
+
+def max_pool2d_backward(dy, x, size, stride=None):
+    """Gradient of :func:`max_pool2d` (P2): each ``dy`` goes to its window's first maximum."""
+    where = "max_pool2d_backward"
+    x = _nchw(x, "x", where)
+    dy = _nchw(dy, "dy", where, x.dtype)
+    check_shape(dy, pool2d_output_shape(x.shape, size, stride, where), "dy", where)
+    _, arg = _pool.max_pool2d_forward(x, int(size), int(size if stride is None else stride))
+    return _pool.max_pool2d_backward_argmax(dy, arg, x.shape[2], x.shape[3])
+
+
+def avg_pool2d(x, size, stride=None):
+    """Average pooling over ``size×size`` windows (A1); ``stride`` defaults to ``size``."""
+    where = "avg_pool2d"
+    x = _nchw(x, "x", where)
+    pool2d_output_shape(x.shape, size, stride, where)
+    return _pool.avg_pool2d_forward(x, int(size), int(size if stride is None else stride))
+
+
+def avg_pool2d_backward(dy, x, size, stride=None):
+    """Gradient of :func:`avg_pool2d` (A2): ``dy/size²`` to every input of the window."""
+    where = "avg_pool2d_backward"
+    x = _nchw(x, "x", where)
+    dy = _nchw(dy, "dy", where, x.dtype)
+    check_shape(dy, pool2d_output_shape(x.shape, size, stride, where), "dy", where)
+    s = int(size if stride is None else stride)
+    return _pool.avg_pool2d_backward(dy, x.shape[2], x.shape[3], int(size), s)
+
+
+# ----------------------------------------------------------------------------------------------
+# dense
+# ----------------------------------------------------------------------------------------------
+def _dense_args(x, w, where):
+    dt = compute_dtype(x, where)
+    x = as_array(x, "x", dt, where)
+    w = as_array(w, "w", dt, where)
+    check_ndim(x, 2, "x", "(N, in_features)", where)
+    check_ndim(w, 2, "w", "(in_features, out_features)", where)
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(
+            f"{where}: x has {x.shape[1]} features (shape {x.shape}) but w expects "
+            f"{w.shape[0]} (shape {w.shape})"
+        )
+    return x, w
+
+
+def dense(x, w, b):
+    """Affine map (D1): ``y = x @ w + b``, ``x (N, I)``, ``w (I, O)``, ``b (O,)``."""
+    where = "dense"
+    x, w = _dense_args(x, w, where)
+    b = as_array(b, "b", x.dtype, where)
+    check_shape(b, (w.shape[1],), "b", where)
+    return _dense.dense_forward(x, w, b)
+
+
+def dense_backward(dy, x, w):
+    """Gradients of :func:`dense`: ``(dx, dw, db)`` — (D2), (D3), (D4)."""
+    where = "dense_backward"
+    x, w = _dense_args(x, w, where)
+    dy = as_array(dy, "dy", x.dtype, where)
+    check_shape(dy, (x.shape[0], w.shape[1]), "dy", where)
+    dw, db = _dense.dense_backward_weight(dy, x)
+    return _dense.dense_backward_input(dy, w), dw, db
+
+
+# ----------------------------------------------------------------------------------------------
+# activations
+# ----------------------------------------------------------------------------------------------
+def _float(x, where):
+    return as_array(x, "x", compute_dtype(x, where), where)
+
+
+def relu(x):
+    """(R1) ``max(x, 0)`` elementwise."""
+    x = _float(x, "relu")
+    return _act.relu_forward(x.reshape(-1)).reshape(x.shape)
+
+
+def sigmoid(x):
+    """(S1) ``1/(1+e^{−x})`` elementwise, without overflow for large ``|x|``."""
+    x = _float(x, "sigmoid")
+    return _act.sigmoid_forward(x.reshape(-1)).reshape(x.shape)
+
+
+def softmax(x):
+    """(SM1) softmax over the last axis, max-subtracted."""
+    x = _float(x, "softmax")
+    if x.ndim == 0:
+        raise ValueError("softmax: argument 'x' must have at least 1 dimension, got a scalar")
+    return _act.softmax_rows(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+# ----------------------------------------------------------------------------------------------
+# losses
+# ----------------------------------------------------------------------------------------------
+def check_labels(labels, n: int, k: int, where: str) -> np.ndarray:
+    """Integer class labels ``(n,)`` in ``[0, k)`` as int64; raises naming what is wrong."""
+    lab = np.asarray(labels)
+    if lab.dtype.kind == "f":
+        if not np.all(np.isfinite(lab)) or not np.all(lab == np.round(lab)):
+            raise TypeError(f"{where}: 'labels' must be integers, got non-integer values of dtype {lab.dtype}")
+        lab = lab.astype(np.int64)
+    elif lab.dtype.kind not in "iu":
+        raise TypeError(f"{where}: 'labels' must be integers, got dtype {lab.dtype}")
+    if lab.shape != (n,):
+        raise ValueError(f"{where}: 'labels' must have shape ({n},) to match logits, got {lab.shape}")
+    if n and (lab.min() < 0 or lab.max() >= k):
+        bad = lab[(lab < 0) | (lab >= k)]
+        raise ValueError(
+            f"{where}: 'labels' must be in [0, {k}) for {k} classes, got {bad[:5].tolist()}"
+            + (" ..." if bad.size > 5 else "")
+        )
+    return np.ascontiguousarray(lab, dtype=np.int64)
+
+
+def cross_entropy(logits, labels):
+    """Mean cross-entropy of integer ``labels`` under ``softmax(logits)``, fused (L1), and
+    its gradient (L2) ``(softmax(logits) − onehot(labels))/N``. Returns ``(loss, dlogits)``."""
+    where = "cross_entropy"
+    z = _float(logits, where)
+    check_ndim(z, 2, "logits", "(N, classes)", where)
+    if z.shape[0] == 0:
+        raise ValueError(f"{where}: empty batch, 'logits' has shape {z.shape}")
+    check_finite(z, "logits", where)
+    lab = check_labels(labels, z.shape[0], z.shape[1], where)
+    loss, dz = _loss.cross_entropy_forward_backward(z, lab)
+    return z.dtype.type(loss), dz
+
+
+def _pair(a, b, names, where):
+    a = _float(a, where)
+    b = as_array(b, names[1], a.dtype, where)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{where}: '{names[0]}' and '{names[1]}' must have the same shape, got {a.shape} and {b.shape}"
+        )
+    if a.size == 0:
+        raise ValueError(f"{where}: '{names[0]}' is empty")
+    check_finite(a, names[0], where)
+    check_finite(b, names[1], where)
+    return a, b
+
+
+def binary_cross_entropy(logits, targets):
+    """Mean binary cross-entropy on logits in the stable form (B1), gradient (B2)."""
+    z, t = _pair(logits, targets, ("logits", "targets"), "binary_cross_entropy")
+    loss, dz = _loss.binary_cross_entropy_forward_backward(z.reshape(-1), t.reshape(-1))
+    return z.dtype.type(loss), dz.reshape(z.shape)
+
+
+def mse(pred, target):
+    """Mean squared error over all elements (M1) and its gradient (M2)."""
+    p, t = _pair(pred, target, ("pred", "target"), "mse")
+    loss, dp = _loss.mse_forward_backward(p.reshape(-1), t.reshape(-1))
+    return p.dtype.type(loss), dp.reshape(p.shape)
