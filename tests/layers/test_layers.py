@@ -1,0 +1,98 @@
+"""Layers: predicted output shape == real output shape, gradients, dtype handling, errors."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import nptl
+from nptl import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sigmoid, Softmax
+from tests.strategies import conv_geometries, pool_geometries, seeds
+
+
+def _build(layer, in_shape, seed=0, dtype=np.float64):
+    layer.name = layer.name or "l"
+    layer.build(in_shape, np.random.default_rng(seed), dtype)
+    return layer
+
+
+@given(g=conv_geometries(), seed=seeds)
+def test_conv_layer_shape_and_gradients(g, seed):
+    layer = _build(Conv2D(g.F, (g.KH, g.KW), g.stride, g.padding), (g.C, g.H, g.W), seed)
+    x = np.random.default_rng(seed).standard_normal(g.x_shape)
+    y = layer.forward(x)
+    assert y.shape == (g.N,) + layer.output_shape((g.C, g.H, g.W)) == g.y_shape
+    nptl.gradcheck(layer, x, seed=seed % 1000).assert_ok(1e-6)
+
+
+@pytest.mark.parametrize("cls", [MaxPool2D, AvgPool2D])
+@given(g=pool_geometries(max_hw=7), seed=seeds)
+def test_pool_layer_shape_and_gradients(cls, g, seed):
+    layer = _build(cls(g.size, g.stride), (g.C, g.H, g.W), seed)
+    x = np.random.default_rng(seed).standard_normal(g.x_shape)
+    assert layer.forward(x).shape == (g.N,) + layer.output_shape((g.C, g.H, g.W)) == g.y_shape
+    nptl.gradcheck(layer, x, seed=seed % 1000).assert_ok(1e-6)
+
+
+@given(N=st.integers(1, 5), shape=st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple), seed=seeds)
+def test_parameter_free_layers(N, shape, seed):
+    x = np.random.default_rng(seed).standard_normal((N,) + shape)
+    x[np.abs(x) < 1e-3] = 0.5
+    for layer in (ReLU(), Sigmoid(), Softmax(), Flatten()):
+        _build(layer, shape)
+        assert layer.forward(x).shape == (N,) + layer.output_shape(shape)
+        assert layer.params == {} and layer.parameter_count() == 0
+        nptl.gradcheck(layer, x).assert_ok(1e-6)
+
+
+@given(N=st.integers(1, 6), I=st.integers(1, 9), O=st.integers(1, 9), seed=seeds)
+def test_dense_layer(N, I, O, seed):
+    layer = _build(Dense(O), (I,), seed)
+    x = np.random.default_rng(seed).standard_normal((N, I))
+    assert layer.forward(x).shape == (N, O)
+    assert layer.parameter_count() == I * O + O
+    nptl.gradcheck(layer, x).assert_ok(1e-6)
+
+
+def test_initialisation_is_seeded_and_scaled():
+    a = _build(Conv2D(16, 3), (8, 10, 10), seed=1, dtype=np.float32)
+    b = _build(Conv2D(16, 3), (8, 10, 10), seed=1, dtype=np.float32)
+    c = _build(Conv2D(16, 3), (8, 10, 10), seed=2, dtype=np.float32)
+    assert a.params["w"].dtype == np.float32
+    np.testing.assert_array_equal(a.params["w"], b.params["w"])
+    assert not np.array_equal(a.params["w"], c.params["w"])
+    # Glorot-uniform: |w| <= sqrt(6/(fan_in+fan_out)), variance 2/(fan_in+fan_out)
+    fan_in, fan_out = 8 * 9, 16 * 9
+    assert np.abs(a.params["w"]).max() <= np.sqrt(6 / (fan_in + fan_out))
+    assert np.isclose(a.params["w"].var(), 2 / (fan_in + fan_out), rtol=0.15)
+    he = _build(Dense(400, kernel_init="he_normal"), (300,), dtype=np.float64)
+    assert np.isclose(he.params["w"].var(), 2 / 300, rtol=0.05)
+    with pytest.raises(ValueError, match="unknown initializer 'bogus'"):
+        _build(Dense(3, kernel_init="bogus"), (3,))
+
+
+def test_float64_noncontiguous_input_to_float32_model():
+    model = nptl.Sequential([Conv2D(4, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(3)], input_shape=(2, 8, 8))
+    x = np.random.default_rng(0).standard_normal((5, 8, 8, 2)).transpose(0, 3, 1, 2)  # float64 view
+    assert not x.flags.c_contiguous
+    y = model.forward(x)
+    assert y.dtype == np.float32 and y.shape == (5, 3)
+    np.testing.assert_allclose(y, model.forward(np.ascontiguousarray(x, np.float32)), rtol=1e-6)
+    y_int = model.forward(np.ones((1, 2, 8, 8), dtype=np.uint8))
+    assert y_int.dtype == np.float32
+
+
+def test_layer_errors_name_the_layer():
+    model = nptl.Sequential([Conv2D(4, 3, name="conv_a"), Flatten(), Dense(3, name="head")], input_shape=(2, 8, 8))
+    with pytest.raises(ValueError, match=r"layer 'conv_a' \(Conv2D\) expects input \(N, C, H, W\) = \(N, 2, \?, \?\), got shape \(5, 3, 8, 8\)"):
+        model.forward(np.zeros((5, 3, 8, 8)))
+    with pytest.raises(ValueError, match=r"layer 'conv_a' \(Conv2D\) expects input .* got shape \(8, 8\)"):
+        model.forward(np.zeros((8, 8)))
+    with pytest.raises(ValueError, match=r"layer 'conv_a' \(Conv2D\): kernel 3x3 is larger than the padded input 2x2"):
+        nptl.Sequential([Conv2D(4, 3, name="conv_a")], input_shape=(1, 2, 2))
+    with pytest.raises(ValueError, match=r"layer 'head' \(Dense\) expects input \(N, features\).*add a Flatten"):
+        nptl.Sequential([Conv2D(4, 3), Dense(3, name="head")], input_shape=(2, 8, 8))
+    with pytest.raises(ValueError, match=r"'stride' must be >= 1, got 0"):
+        MaxPool2D(2, stride=0)
+    with pytest.raises(ValueError, match=r"'filters' must be >= 1, got 0"):
+        Conv2D(0, 3)
+    with pytest.raises(RuntimeError, match=r"layer 'head': backward called without a forward"):
+        nptl.Sequential([Flatten(), Dense(3, name="head")], input_shape=(4,)).layers[1].backward(np.zeros((1, 3)))
