@@ -62,6 +62,18 @@ class Sequential:
         if self.input_shape is None:
             raise RuntimeError(f"model '{self.name}' is not built: pass input_shape= or call build()")
 
+    def tail(self, start: int) -> "Sequential":
+        """A model over ``layers[start:]`` sharing the layer objects (no copy, no rebuild):
+        what trains on features cached from a frozen ``layers[:start]``."""
+        self._require_built()
+        sub = Sequential.__new__(Sequential)
+        sub.layers, sub.name, sub.seed, sub.dtype = self.layers[start:], f"{self.name}[{start}:]", self.seed, self.dtype
+        shape = self.input_shape
+        for layer in self.layers[:start]:
+            shape = layer.output_shape(shape)
+        sub.input_shape = shape
+        return sub
+
     # -- lookup ------------------------------------------------------------------------------
     def __getitem__(self, name: str) -> Layer:
         for layer in self.layers:

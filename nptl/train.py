@@ -1,0 +1,209 @@
+"""Training loop and evaluation.
+
+``fit`` runs mini-batch training with seeded shuffling, a progress bar per epoch (tqdm) with
+running loss and accuracy, validation each epoch, an optional learning-rate schedule, early
+stopping with best-weights restore, and a :class:`History`.
+
+Frozen-feature caching: when every layer below the lowest trainable one is frozen (or has no
+parameters) and no augmentation is on, those layers compute the same function at every epoch.
+``fit`` then runs them once over the training and validation sets and trains the remaining
+layers (the head) on the cached features — the same updates, without recomputing the base.
+
+A non-finite loss stops training with :class:`~nptl.errors.NonFiniteError` naming the epoch
+and step; the weights are restored to those of the last step whose loss was finite.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import ops
+from .errors import NonFiniteError
+from .metrics import Evaluation, classification_report
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs;
+    with ``restore_best_weights`` the best epoch's weights are put back at the end."""
+
+    monitor: str = "val_loss"
+    patience: int = 3
+    min_delta: float = 0.0
+    restore_best_weights: bool = True
+
+    def better(self, value: float, best: float) -> bool:
+        if self.monitor.endswith("loss"):
+            return value < best - self.min_delta
+        return value > best + self.min_delta
+
+
+@dataclass
+class History:
+    """Per-epoch records: ``history["loss" | "accuracy" | "val_loss" | "val_accuracy" | "lr" | "seconds"]``."""
+
+    history: dict = field(default_factory=lambda: {k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")})
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    cached_features: bool = False
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history["loss"])
+
+    def as_dict(self) -> dict:
+        return {"history": self.history, "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
+                "cached_features": self.cached_features}
+
+
+def snapshot(model) -> dict:
+    """Copies of every parameter, by name."""
+    return {p.name: p.value.copy() for p in model.parameters()}
+
+
+def restore(model, snap: dict) -> None:
+    for p in model.parameters():
+        np.copyto(p.value, snap[p.name])
+
+
+def cacheable_prefix(model, augment=None) -> int:
+    """Number of bottom layers whose output can be computed once (0 when caching can't apply)."""
+    k = model.lowest_trainable_index()
+    if k is None or (augment is not None and augment.active):
+        return 0
+    return k
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator | None):
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]
+
+
+def _loss_and_accuracy(net, x, y, batch_size) -> tuple[float, float]:
+    total, correct = 0.0, 0
+    for idx in _batches(len(x), batch_size, None):
+        logits = net.forward(x[idx])
+        loss, _ = ops.cross_entropy(logits, y[idx])
+        total += float(loss) * len(idx)
+        correct += int(np.sum(np.argmax(logits, axis=1) == y[idx]))
+    return total / len(x), correct / len(x)
+
+
+def fit(model, x, y, optimizer, epochs: int = 1, batch_size: int = 64, validation_data=None,
+        seed: int = 0, augment=None, early_stopping: EarlyStopping | None = None, scheduler=None,
+        cache_features: bool | str = "auto", progress: bool = True, desc: str = "") -> History:
+    """Train ``model`` (a :class:`~nptl.graph.Sequential` producing logits) with cross-entropy.
+
+    ``x (N, C, H, W)``, integer ``y (N,)``; ``validation_data = (x_val, y_val)``;
+    ``augment`` a callable on float batches with an ``active`` flag (``nptl.data.Augmenter``);
+    ``scheduler.step()`` is called after every epoch; ``cache_features`` = "auto" (cache when
+    possible), True (require it) or False.
+    """
+    from tqdm.auto import tqdm
+
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"fit: 'epochs' and 'batch_size' must be >= 1, got {epochs} and {batch_size}")
+    x = np.asarray(x)
+    y = ops.check_labels(y, len(x), model.output_shape[-1], "fit")
+    if len(x) == 0:
+        raise ValueError("fit: the training set is empty")
+    if model.lowest_trainable_index() is None:
+        raise ValueError(f"fit: model '{model.name}' has no trainable parameters (every layer is frozen)")
+    if validation_data is not None:
+        xv = np.asarray(validation_data[0])
+        yv = ops.check_labels(validation_data[1], len(xv), model.output_shape[-1], "fit (validation_data)")
+
+    start = cacheable_prefix(model, augment) if cache_features else 0
+    if cache_features is True and start == 0:
+        raise ValueError("fit: cache_features=True but there is no frozen base to cache (or augmentation is on)")
+    net = model.tail(start) if start else model
+    if start:
+        base = model.tail(0)
+        base.layers = model.layers[:start]
+        x_in = base.predict(x, batch_size=256)
+        xv_in = base.predict(xv, batch_size=256) if validation_data is not None else None
+    else:
+        x_in, xv_in = x, (xv if validation_data is not None else None)
+
+    rng = np.random.default_rng(seed)
+    hist = History(cached_features=bool(start))
+    best_value, best_weights, bad_epochs = None, None, 0
+    good = snapshot(model)
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        seen, loss_sum, correct = 0, 0.0, 0
+        steps = math.ceil(len(x_in) / batch_size)
+        bar = tqdm(_batches(len(x_in), batch_size, rng), total=steps, disable=not progress, leave=False,
+                   desc=f"{desc}epoch {epoch}/{epochs}", unit="batch")
+        for step, idx in enumerate(bar, 1):
+            xb, yb = x_in[idx], y[idx]
+            if augment is not None and augment.active:
+                xb = augment(xb)
+            model.zero_grad()
+            logits = net.forward(xb, training=True)
+            try:
+                loss, dlogits = ops.cross_entropy(logits, yb)
+                if not np.isfinite(loss):
+                    raise NonFiniteError(f"loss is {loss}")
+            except NonFiniteError as err:
+                restore(model, good)
+                bar.close()
+                raise NonFiniteError(f"fit: non-finite loss at epoch {epoch}, step {step} ({err}); "
+                                     "weights restored to the last step with a finite loss") from None
+            good = snapshot(model)
+            net.backward(dlogits)
+            optimizer.step()
+            seen += len(idx)
+            loss_sum += float(loss) * len(idx)
+            correct += int(np.sum(np.argmax(logits, axis=1) == yb))
+            if progress:
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
+        bar.close()
+        h = hist.history
+        h["loss"].append(loss_sum / seen)
+        h["accuracy"].append(correct / seen)
+        h["lr"].append(float(getattr(optimizer, "lr", float("nan"))))
+        if validation_data is not None:
+            vl, va = _loss_and_accuracy(net, xv_in, yv, 256)
+        else:
+            vl, va = float("nan"), float("nan")
+        h["val_loss"].append(vl)
+        h["val_accuracy"].append(va)
+        h["seconds"].append(time.perf_counter() - t0)
+        if progress:
+            msg = f"{desc}epoch {epoch}/{epochs}: loss {h['loss'][-1]:.4f} acc {h['accuracy'][-1]:.4f}"
+            if validation_data is not None:
+                msg += f" val_loss {vl:.4f} val_acc {va:.4f}"
+            tqdm.write(msg + f" ({h['seconds'][-1]:.1f}s)")
+        if scheduler is not None:
+            scheduler.step()
+        if early_stopping is not None:
+            if early_stopping.monitor not in h:
+                raise ValueError(f"fit: EarlyStopping monitors unknown metric {early_stopping.monitor!r}")
+            value = h[early_stopping.monitor][-1]
+            if math.isnan(value):
+                raise ValueError(f"fit: EarlyStopping monitors {early_stopping.monitor!r}, which needs validation_data")
+            if best_value is None or early_stopping.better(value, best_value):
+                best_value, bad_epochs, hist.best_epoch = value, 0, epoch
+                best_weights = snapshot(model) if early_stopping.restore_best_weights else None
+            else:
+                bad_epochs += 1
+                if bad_epochs >= early_stopping.patience:
+                    hist.stopped_early = True
+                    break
+    if best_weights is not None:
+        restore(model, best_weights)
+    return hist
+
+
+def evaluate(model, x, y, batch_size: int = 256, class_names=None) -> Evaluation:
+    """Accuracy, loss, per-class precision/recall/F1, macro averages and the confusion matrix."""
+    num_classes = model.output_shape[-1]
+    y = ops.check_labels(y, len(x), num_classes, "evaluate")
+    logits = model.predict(np.asarray(x), batch_size=batch_size)
+    loss, _ = ops.cross_entropy(logits, y)
+    return classification_report(y, np.argmax(logits, axis=1), num_classes, class_names, float(loss))
