@@ -18,25 +18,30 @@ from numba import njit
 
 @njit(cache=True)
 def cross_entropy_forward_backward(z, labels):
-    """(L1) and (L2) for ``z (N, K)`` and integer ``labels (N,)``."""
+    """(L1) and (L2) for ``z (N, K)`` and integer ``labels (N,)``.
+
+    Per row, in float64: ``s = Σ_k e^{z_k − m}``, loss ``log s − (z_y − m)`` (no cancellation
+    between two large numbers when the label holds the max logit), gradient
+    ``(e^{z_k − m}/s − [k = y]) / N`` formed before rounding to the output dtype.
+    """
     N, K = z.shape
     dz = np.empty_like(z)
     total = 0.0
-    inv_n = 1.0 / N
     for n in range(N):
-        m = z[n, 0]
+        m = float(z[n, 0])
         for k in range(1, K):
-            if z[n, k] > m:
-                m = z[n, k]
+            if float(z[n, k]) > m:
+                m = float(z[n, k])
         s = 0.0
         for k in range(K):
-            s += math.exp(float(z[n, k] - m))
-        lse = float(m) + math.log(s)
-        total += lse - float(z[n, labels[n]])
+            s += math.exp(float(z[n, k]) - m)
+        y = labels[n]
+        total += math.log(s) - (float(z[n, y]) - m)
         for k in range(K):
-            p = math.exp(float(z[n, k]) - lse)
-            dz[n, k] = p * inv_n
-        dz[n, labels[n]] -= inv_n
+            p = math.exp(float(z[n, k]) - m) / s
+            if k == y:
+                p -= 1.0
+            dz[n, k] = p / N
     return total / N, dz
 
 

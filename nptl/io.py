@@ -1,0 +1,550 @@
+"""Safe checkpoints: save and load a :class:`~nptl.graph.Sequential` as a plain ``.npz``.
+
+API
+---
+- :func:`save` ``(model, path, extra=None, extra_arrays=None, compress=False) -> Path``
+- :func:`load` ``(path) -> Sequential``
+- :func:`load_checkpoint` ``(path) -> Checkpoint`` (model + ``extra`` + ``extra_arrays`` + metadata)
+- :func:`load_weights` ``(model, path, layers=None, strict=True) -> list[str]`` (partial loading)
+- :func:`read_metadata` ``(path) -> dict`` (the JSON header, no model is built)
+- :class:`CheckpointError` (a ``ValueError``): every problem with a checkpoint file
+
+File format (``format = "nptl.checkpoint"``, ``format_version = 1``)
+-------------------------------------------------------------------
+A standard NumPy ``.npz`` archive (a zip of ``.npy`` files, stored uncompressed unless
+``compress=True``) readable with ``np.load(path, allow_pickle=False)``.  It holds only
+numeric/bool/string arrays -- never pickled objects -- and the loader always passes
+``allow_pickle=False``, so loading a checkpoint never executes code.  Entries:
+
+``__nptl__``
+    The header: UTF-8 JSON stored as a 1-D ``uint8`` array (``bytes(arr).decode()``)::
+
+        {"format": "nptl.checkpoint", "format_version": 1, "nptl_version": "0.1.0",
+         "name": "seed_cnn", "input_shape": [1, 28, 28], "dtype": "float32", "seed": 0,
+         "layers": [{"type": "Conv2D",                   # key of nptl.layers.LAYER_TYPES
+                     "config": {"name": "conv1", ...},   # layer.config(): constructor kwargs
+                     "trainable": true,
+                     "params": {"w": [32, 1, 3, 3], "b": [32]}},   # shapes, informational
+                    ...],
+         "extra": <any JSON value or null>,              # e.g. class names, history
+         "extra_arrays": ["optim/...", ...]}             # names of the extra array entries
+
+``<layer>.<key>``
+    One array per parameter (e.g. ``conv1.w``, ``dense2.b``), of the model's ``dtype``.
+
+``<name>`` for each name in ``extra_arrays``
+    Optional user arrays (e.g. optimizer state), any numeric, bool or string dtype.
+
+Readers must reject a ``format_version`` newer than the one they support; a new version is
+needed whenever a version-1 reader would misread a file.  Adding optional header keys does
+not need a new version (readers ignore unknown keys).
+
+Paths: :func:`save` appends ``.npz`` when ``path`` does not end with it (as ``np.savez``
+does) and returns the path written.  The loaders open ``path`` as given if it exists,
+otherwise ``path + ".npz"``, so the same ``path`` works for saving and loading.
+
+Atomicity: :func:`save` writes a hidden temporary file next to the target
+(``.<name>.<random>.tmp``), flushes and ``fsync``\\ s it, then ``os.replace``\\ s it onto the
+target.  A reader therefore sees either the previous checkpoint or the new one, never a
+partial file.  On an exception the temporary file is removed and the previous checkpoint
+is untouched; a process killed mid-save (SIGKILL, power loss) cannot clean up, so a stale
+``.<name>.*.tmp`` may remain -- the checkpoint at ``path`` is still the previous one.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import struct
+import tempfile
+import tokenize
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .graph import Sequential
+from .layers import LAYER_TYPES
+
+FORMAT_NAME = "nptl.checkpoint"
+FORMAT_VERSION = 1
+HEADER_KEY = "__nptl__"
+
+__all__ = ["CheckpointError", "Checkpoint", "save", "load", "load_checkpoint", "load_weights",
+           "read_metadata", "FORMAT_NAME", "FORMAT_VERSION", "HEADER_KEY"]
+
+_PARAM_DTYPES = ("float32", "float64")
+_EXTRA_KINDS = "biufcUS"  # numeric, bool, unicode and byte strings: nothing that needs pickle
+# What a damaged or foreign file is known to make numpy/zipfile raise (fuzzing found, besides
+# the obvious ones: RuntimeError "file is encrypted" from a flipped zip flag bit, and
+# tokenize.TokenError from a damaged .npy header).  The calls that parse untrusted bytes
+# (np.load and reading one entry) catch any Exception; this tuple guards the rest.
+_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, KeyError,
+                IndexError, TypeError, struct.error, zlib.error, NotImplementedError, OverflowError,
+                SyntaxError, MemoryError, UnicodeDecodeError, RuntimeError, tokenize.TokenError)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, corrupt, of an unsupported format, or does
+    not match the model it is loaded into.  The message names the file."""
+
+
+@dataclass
+class Checkpoint:
+    """Everything :func:`load_checkpoint` read: the rebuilt model, the user metadata
+    (``extra``), the user arrays (``extra_arrays``), the full JSON header and the path."""
+
+    model: Sequential
+    extra: object = None
+    extra_arrays: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    path: Path | None = None
+
+
+# -- saving ------------------------------------------------------------------------------------
+def _json_default(obj):
+    """Let numpy scalars/arrays in ``extra`` serialise as plain JSON numbers/lists."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (tuple, set, frozenset)):
+        return list(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def _header(model: Sequential, extra, extra_names: list[str]) -> dict:
+    from . import __version__
+
+    layers = []
+    for layer in model.layers:
+        cls = type(layer).__name__
+        if LAYER_TYPES.get(cls) is not type(layer):
+            raise ValueError(f"save: layer '{layer.name}' has type {cls}, which is not in "
+                             f"nptl.layers.LAYER_TYPES {sorted(LAYER_TYPES)}; it could not be loaded back")
+        layers.append({"type": cls, "config": layer.config(), "trainable": bool(layer.trainable),
+                       "params": {k: list(v.shape) for k, v in layer.params.items()}})
+    return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "nptl_version": __version__,
+            "name": model.name, "input_shape": list(model.input_shape), "dtype": model.dtype.name,
+            "seed": model.seed, "layers": layers, "extra": extra, "extra_arrays": extra_names}
+
+
+def _collect_arrays(model: Sequential, extra, extra_arrays) -> dict[str, np.ndarray]:
+    """Every entry of the archive, validated before any file is touched."""
+    if not isinstance(model, Sequential):
+        raise TypeError(f"save: expected a Sequential model, got {type(model).__name__}")
+    if model.input_shape is None:
+        raise ValueError(f"save: model '{model.name}' is not built: pass input_shape= or call build()")
+    if model.dtype.name not in _PARAM_DTYPES:
+        raise ValueError(f"save: model dtype must be one of {_PARAM_DTYPES}, got {model.dtype}")
+    arrays: dict[str, np.ndarray] = {}
+    for layer in model.layers:
+        for key, value in layer.params.items():
+            if value.dtype != model.dtype:
+                raise ValueError(f"save: parameter {layer.name}.{key} has dtype {value.dtype} but the model's "
+                                 f"dtype is {model.dtype}; call model.astype(...) first")
+            arrays[f"{layer.name}.{key}"] = value
+    extra_arrays = {} if extra_arrays is None else dict(extra_arrays)
+    for name, value in extra_arrays.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"save: extra_arrays names must be non-empty strings, got {name!r}")
+        if name == HEADER_KEY or name in arrays:
+            raise ValueError(f"save: extra_arrays name {name!r} collides with "
+                             f"{'the header entry' if name == HEADER_KEY else 'a parameter'}")
+        arr = np.asarray(value)
+        if arr.dtype.kind not in _EXTRA_KINDS:
+            raise TypeError(f"save: extra_arrays[{name!r}] has dtype {arr.dtype}; only numeric, bool and "
+                            f"string arrays can be stored (object arrays would need pickle)")
+        arrays[name] = arr
+    header = _header(model, extra, list(extra_arrays))
+    try:
+        text = json.dumps(header, default=_json_default, ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"save: the checkpoint metadata (extra= or a layer config) is not JSON "
+                        f"serialisable: {e}") from e
+    return {HEADER_KEY: np.frombuffer(text.encode("utf-8"), dtype=np.uint8), **arrays}
+
+
+def _write_npz(fileobj, arrays: dict[str, np.ndarray], compress: bool) -> None:
+    """Write the archive into an open binary file (the step a crash can interrupt)."""
+    writer = np.savez_compressed if compress else np.savez
+    writer(fileobj, allow_pickle=False, **arrays)
+
+
+def _current_umask() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # not thread-safe, hence only the fallback
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make the rename durable (POSIX); best effort elsewhere."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save(model: Sequential, path, extra=None, extra_arrays: dict | None = None,
+         compress: bool = False) -> Path:
+    """Save ``model`` (architecture, weights, trainable flags) to ``path`` atomically.
+
+    ``path`` gets a ``.npz`` suffix appended when it does not already end with ``.npz``;
+    the path actually written is returned.  ``extra`` is any JSON-serialisable value
+    (numpy scalars/arrays are converted), e.g. ``{"classes": [...], "history": {...}}``;
+    ``extra_arrays`` maps names to arrays stored alongside (e.g. optimizer state as
+    ``{"optim/conv1.w/velocity": v}``).  ``compress=True`` deflates the entries.
+
+    Everything is validated before the file system is touched.  The archive is written to a
+    temporary file in the target's directory, fsync'ed and renamed onto ``path``
+    (``os.replace``): on any exception the temporary file is removed and an existing
+    checkpoint at ``path`` is left untouched.  See the module docstring for the format.
+    """
+    arrays = _collect_arrays(model, extra, extra_arrays)
+    target = os.fspath(path)
+    if not target.endswith(".npz"):
+        target += ".npz"
+    target = os.path.abspath(target)
+    directory, base = os.path.split(target)
+    try:
+        mode = os.stat(target).st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_current_umask()
+    tmp = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{base}.", suffix=".tmp", delete=False)
+    try:
+        with tmp:
+            _write_npz(tmp, arrays, compress)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp.name, mode)
+        os.replace(tmp.name, target)
+    except BaseException:
+        try:
+            os.unlink(tmp.name)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+    return Path(target)
+
+
+# -- reading -----------------------------------------------------------------------------------
+def _resolve(path) -> str:
+    p = os.fspath(path)
+    if os.path.exists(p) or p.endswith(".npz"):
+        return p
+    return p + ".npz" if os.path.exists(p + ".npz") else p
+
+
+def _fail(path, message: str, cause: BaseException | None = None):
+    err = CheckpointError(f"checkpoint '{path}': {message}")
+    if cause is not None:
+        raise err from cause
+    raise err
+
+
+def _describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+@contextlib.contextmanager
+def _open(path):
+    """``np.load`` the archive (never with pickle); yields ``(resolved_path, NpzFile)``.  The
+    file is opened here, not by numpy, so it is closed even when numpy fails half-way."""
+    p = _resolve(path)
+    if not os.path.exists(p):
+        tried = f"'{p}' does not exist" if p.endswith(".npz") else f"neither '{p}' nor '{p}.npz' exists"
+        _fail(p, f"no such file ({tried})")
+    if os.path.isdir(p):
+        _fail(p, "is a directory, expected an .npz checkpoint file")
+    try:
+        fh = open(p, "rb")
+    except OSError as e:
+        _fail(p, f"cannot open: {_describe(e)}", e)
+    with fh:
+        try:
+            f = np.load(fh, allow_pickle=False)
+        except Exception as e:  # untrusted bytes: anything numpy/zipfile raises means a bad file
+            _fail(p, f"not a readable .npz archive (truncated, corrupt or another format): {_describe(e)}", e)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            _fail(p, f"expected an .npz archive (zip of arrays), found a single .npy array of shape "
+                     f"{getattr(f, 'shape', '?')}")
+        with f:
+            yield p, f
+
+
+def _read_entry(path, f, name: str) -> np.ndarray:
+    try:
+        value = f[name]
+    except Exception as e:  # untrusted bytes, as in _open
+        _fail(path, f"entry '{name}' is unreadable (corrupt, truncated, or a pickled/object array, which "
+                    f"is never loaded): {_describe(e)}", e)
+    if not isinstance(value, np.ndarray):
+        _fail(path, f"entry '{name}' is not a .npy array")
+    return value
+
+
+def _check_type(path, where: str, value, types, expected: str):
+    if not isinstance(value, types) or (types is int and isinstance(value, bool)):
+        _fail(path, f"header field {where}: expected {expected}, found {value!r}")
+    return value
+
+
+def _parse_header(path, raw: np.ndarray) -> dict:
+    """Decode and validate the JSON header (format, version, structure)."""
+    try:
+        if raw.dtype == np.uint8 and raw.ndim == 1:
+            text = raw.tobytes().decode("utf-8")
+        elif raw.dtype.kind == "U" and raw.size == 1:
+            text = str(raw.reshape(()))
+        else:
+            _fail(path, f"header entry '{HEADER_KEY}': expected a 1-D uint8 array of UTF-8 JSON, found "
+                        f"dtype {raw.dtype} shape {raw.shape}")
+        meta = json.loads(text)
+    except (UnicodeDecodeError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        _fail(path, f"header entry '{HEADER_KEY}' is not valid UTF-8 JSON: {_describe(e)}", e)
+    if not isinstance(meta, dict):
+        _fail(path, f"header: expected a JSON object, found {type(meta).__name__}")
+    fmt = meta.get("format")
+    if fmt != FORMAT_NAME:
+        _fail(path, f"wrong format: expected format {FORMAT_NAME!r}, found {fmt!r}")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        _fail(path, f"header field format_version: expected a positive integer, found {version!r}")
+    if version > FORMAT_VERSION:
+        _fail(path, f"format_version {version} is newer than the newest supported ({FORMAT_VERSION}); "
+                    f"it was written by nptl {meta.get('nptl_version', '?')} -- upgrade nptl to load it")
+    shape = _check_type(path, "input_shape", meta.get("input_shape"), list, "a list of positive integers")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+        _fail(path, f"header field input_shape: expected a list of positive integers, found {shape!r}")
+    if meta.get("dtype") not in _PARAM_DTYPES:
+        _fail(path, f"header field dtype: expected one of {_PARAM_DTYPES}, found {meta.get('dtype')!r}")
+    _check_type(path, "name", meta.get("name"), str, "a string")
+    if meta.get("seed") is not None:
+        _check_type(path, "seed", meta.get("seed"), int, "an integer or null")
+    layers = _check_type(path, "layers", meta.get("layers"), list, "a list of layer entries")
+    names = []
+    for i, entry in enumerate(layers):
+        where = f"layers[{i}]"
+        _check_type(path, where, entry, dict, "an object with type, config, trainable, params")
+        _check_type(path, f"{where}.type", entry.get("type"), str, "a layer class name")
+        config = _check_type(path, f"{where}.config", entry.get("config"), dict, "an object of constructor kwargs")
+        name = _check_type(path, f"{where}.config.name", config.get("name"), str, "the layer name")
+        _check_type(path, f"{where}.trainable", entry.get("trainable"), bool, "true or false")
+        params = _check_type(path, f"{where}.params", entry.get("params"), dict, "an object key -> shape")
+        for key, pshape in params.items():
+            if not isinstance(pshape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                        for s in pshape):
+                _fail(path, f"header field {where}.params[{key!r}]: expected a shape (list of integers), "
+                            f"found {pshape!r}")
+        names.append(name)
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        _fail(path, f"header: layer names must be unique, repeated: {dupes}")
+    extra_names = _check_type(path, "extra_arrays", meta.get("extra_arrays", []), list, "a list of entry names")
+    if not all(isinstance(n, str) for n in extra_names):
+        _fail(path, f"header field extra_arrays: expected a list of entry names, found {extra_names!r}")
+    return meta
+
+
+def _read_header(path, f) -> dict:
+    if HEADER_KEY not in f.files:
+        shown = sorted(f.files)[:8]
+        _fail(path, f"missing the architecture entry '{HEADER_KEY}' (not an nptl checkpoint?); found "
+                    f"entries {shown}{' ...' if len(f.files) > 8 else ''}")
+    return _parse_header(path, _read_entry(path, f, HEADER_KEY))
+
+
+def read_metadata(path) -> dict:
+    """The checkpoint's JSON header (format, version, name, input_shape, dtype, seed, layers
+    with type/config/trainable/param shapes, extra, extra_arrays names), without reading the
+    weights or building the model.  Raises :class:`CheckpointError` on a bad file."""
+    with _open(path) as (p, f):
+        try:
+            return _read_header(p, f)
+        except CheckpointError:
+            raise
+        except _READ_ERRORS as e:
+            _fail(p, f"corrupt archive: {_describe(e)}", e)
+
+
+@dataclass
+class _Contents:
+    path: str
+    meta: dict
+    params: dict  # "<layer>.<key>" -> array
+    extra_arrays: dict
+
+
+def _read_all(path) -> _Contents:
+    """Read and cross-check the whole archive: header, every parameter listed in it (dtype and
+    shape), the extra arrays, and nothing else."""
+    with _open(path) as (p, f):
+        try:
+            meta = _read_header(p, f)
+            entries = {name: _read_entry(p, f, name) for name in f.files if name != HEADER_KEY}
+        except CheckpointError:
+            raise
+        except _READ_ERRORS as e:
+            _fail(p, f"corrupt archive: {_describe(e)}", e)
+    dtype = meta["dtype"]
+    problems, params = [], {}
+    for entry in meta["layers"]:
+        lname = entry["config"]["name"]
+        for key, shape in entry["params"].items():
+            full = f"{lname}.{key}"
+            arr = entries.pop(full, None)
+            if arr is None:
+                problems.append(f"{full}: expected a {dtype} array of shape {tuple(shape)}, found no such entry")
+            elif arr.dtype.name != dtype or arr.shape != tuple(shape):
+                problems.append(f"{full}: expected {dtype} {tuple(shape)}, found {arr.dtype} {arr.shape}")
+            else:
+                params[full] = arr
+    extra_arrays = {}
+    for name in meta.get("extra_arrays", []):
+        arr = entries.pop(name, None)
+        if arr is None:
+            problems.append(f"{name}: listed in extra_arrays, found no such entry")
+        elif arr.dtype.kind not in _EXTRA_KINDS:
+            problems.append(f"{name}: extra array of unsupported dtype {arr.dtype}")
+        else:
+            extra_arrays[name] = arr
+    if entries:
+        problems.append(f"unexpected entries not listed in the header: {sorted(entries)}")
+    if problems:
+        _fail(p, "archive does not match its header:\n  " + "\n  ".join(problems))
+    return _Contents(p, meta, params, extra_arrays)
+
+
+def _build(c: _Contents) -> Sequential:
+    """Rebuild the model from the header and copy the weights in."""
+    meta, p = c.meta, c.path
+    layers = []
+    for i, entry in enumerate(meta["layers"]):
+        cls = LAYER_TYPES.get(entry["type"])
+        if cls is None:
+            _fail(p, f"layers[{i}] ('{entry['config']['name']}'): unknown layer type {entry['type']!r}; "
+                     f"known types: {sorted(LAYER_TYPES)}")
+        try:
+            layers.append(cls(**entry["config"]))
+        except (TypeError, ValueError) as e:
+            _fail(p, f"layers[{i}]: cannot construct {entry['type']}(**{entry['config']}): {_describe(e)}", e)
+    try:
+        model = Sequential(layers, input_shape=tuple(meta["input_shape"]), seed=meta["seed"],
+                           dtype=meta["dtype"], name=meta["name"])
+    except (TypeError, ValueError) as e:
+        _fail(p, f"cannot build the architecture for input_shape {tuple(meta['input_shape'])}: {_describe(e)}", e)
+    problems = []
+    for layer, entry in zip(model.layers, meta["layers"]):
+        listed = entry["params"]
+        for key in dict.fromkeys([*layer.params, *listed]):
+            want = layer.params.get(key)
+            if key not in listed:
+                problems.append(f"{layer.name}.{key}: the architecture needs {want.dtype} {want.shape}, "
+                                f"found no such entry")
+            elif want is None:
+                problems.append(f"{layer.name}.{key}: the architecture has no such parameter, found an entry "
+                                f"of shape {tuple(listed[key])}")
+            elif want.shape != tuple(listed[key]):
+                problems.append(f"{layer.name}.{key}: the architecture needs shape {want.shape}, found "
+                                f"{tuple(listed[key])}")
+    if problems:
+        _fail(p, "parameters do not match the architecture:\n  " + "\n  ".join(problems))
+    for layer, entry in zip(model.layers, meta["layers"]):
+        for key, dst in layer.params.items():
+            np.copyto(dst, c.params[f"{layer.name}.{key}"])
+        layer.trainable = entry["trainable"]
+    return model
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Load a checkpoint with everything saved alongside the model: returns a
+    :class:`Checkpoint` (``model``, ``extra``, ``extra_arrays``, ``metadata``, ``path``)."""
+    c = _read_all(path)
+    model = _build(c)
+    return Checkpoint(model=model, extra=c.meta.get("extra"), extra_arrays=c.extra_arrays,
+                      metadata=c.meta, path=Path(c.path))
+
+
+def load(path) -> Sequential:
+    """Rebuild the model saved at ``path``: architecture (via ``nptl.layers.LAYER_TYPES``),
+    input shape, dtype, seed, name, bit-exact weights and trainable flags.
+
+    Always reads with ``allow_pickle=False``: loading never executes code.  Any problem --
+    missing file, not an npz, truncated/corrupt, no header, wrong format name, newer
+    ``format_version``, unknown layer type, missing/extra/mis-shaped/mis-typed parameter
+    arrays -- raises :class:`CheckpointError` naming the file, what was expected and what
+    was found.  ``path`` without ``.npz`` is tried with the suffix appended."""
+    return load_checkpoint(path).model
+
+
+def load_weights(model: Sequential, path, layers=None, strict: bool = True) -> list[str]:
+    """Copy the weights of the named ``layers`` from the checkpoint at ``path`` into the
+    built ``model`` (matched by layer name), e.g. a pretrained base into a model with a
+    different head: ``load_weights(model, path, layers=nptl.models.SEED_CNN_BASE)``.
+
+    ``layers=None`` selects every layer name present in both.  With ``strict=True`` a
+    requested layer missing from the checkpoint or the model is an error; with
+    ``strict=False`` it is skipped.  Everything is checked before anything is copied: if any
+    selected layer differs in type or in any parameter's shape, ONE :class:`CheckpointError`
+    lists every mismatch (``dense2.w: checkpoint (64, 10) vs model (64, 5)``) and the model is
+    left unmodified.  Values are cast to the model's dtype and copied in place (trainable
+    flags are not changed).  Returns the names of the layers loaded (parameter-free layers
+    included), in the order selected."""
+    if not isinstance(model, Sequential):
+        raise TypeError(f"load_weights: expected a Sequential model, got {type(model).__name__}")
+    model._require_built()
+    c = _read_all(path)
+    ck = {e["config"]["name"]: e for e in c.meta["layers"]}
+    model_names = [l.name for l in model.layers]
+    if layers is None:
+        selected = [n for n in model_names if n in ck]
+    else:
+        requested = [layers] if isinstance(layers, str) else list(layers)
+        if strict:
+            not_ck = [n for n in requested if n not in ck]
+            not_model = [n for n in requested if n not in model_names]
+            if not_ck or not_model:
+                parts = []
+                if not_ck:
+                    parts.append(f"not in the checkpoint: {not_ck} (checkpoint layers: {list(ck)})")
+                if not_model:
+                    parts.append(f"not in the model: {not_model} (model layers: {model_names})")
+                _fail(c.path, "requested layers missing (strict=True); " + "; ".join(parts))
+        selected = list(dict.fromkeys(n for n in requested if n in ck and n in model_names))
+    problems = []
+    for name in selected:
+        layer, entry = model[name], ck[name]
+        if entry["type"] != type(layer).__name__:
+            problems.append(f"{name}: checkpoint {entry['type']} vs model {type(layer).__name__}")
+        for key in dict.fromkeys([*layer.params, *entry["params"]]):
+            ck_shape = tuple(entry["params"][key]) if key in entry["params"] else None
+            m_shape = layer.params[key].shape if key in layer.params else None
+            if ck_shape != m_shape:
+                problems.append(f"{name}.{key}: checkpoint {ck_shape if ck_shape is not None else 'absent'} "
+                                f"vs model {m_shape if m_shape is not None else 'absent'}")
+    if problems:
+        _fail(c.path, f"cannot load weights into model '{model.name}', nothing was modified; "
+                      f"{len(problems)} mismatch(es):\n  " + "\n  ".join(problems))
+    for name in selected:
+        layer = model[name]
+        for key, dst in layer.params.items():
+            np.copyto(dst, c.params[f"{name}.{key}"], casting="same_kind")
+    return selected
