@@ -1,0 +1,117 @@
+"""The transfer-learning recipe of the seed documents, as one function.
+
+1. **source**: train the seed CNN on the source classes (all their training images).
+2. Take ``labels_per_class`` labelled images of each target class (the same for every arm)
+   and run three arms on them, each evaluated on the full test set of the target classes:
+
+   - ``scratch``:  the same architecture from a random initialisation;
+   - ``frozen``:   the pretrained convolutional base (``conv1 … flatten``, loaded by layer name
+     from the saved source checkpoint) frozen, a new head (``dense1, relu4, dense2``) trained —
+     on features cached once, since the base is frozen;
+   - ``finetune``: the frozen arm, then the top conv block (``conv3``) unfrozen and everything
+     trainable fine-tuned at a 10× lower learning rate.  Its ``seconds`` include the frozen phase.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from . import io
+from .data import select_classes, take_per_class
+from .models import SEED_CNN_BASE, seed_cnn
+from .optim import make_optimizer
+from .train import evaluate, fit
+
+
+def run_transfer(data, data_name: str, source_classes, target_classes, labels_per_class: int = 20,
+                 source_epochs: int = 2, scratch_epochs: int = 60, head_epochs: int = 60,
+                 finetune_epochs: int = 30, batch_size: int = 64, target_batch_size: int = 20,
+                 lr: float = 1e-3, optimizer: str = "adam", seed: int = 0, save_dir=None,
+                 progress: bool = True, log=print) -> dict:
+    """Run the recipe on ``data`` (a :class:`nptl.data.Splits`); returns the results dict."""
+    source_classes, target_classes = list(source_classes), list(target_classes)
+    overlap = sorted(set(source_classes) & set(target_classes))
+    if overlap:
+        raise ValueError(f"transfer: source and target classes overlap: {overlap}")
+    names = list(data.class_names)
+    result = {"data": data_name, "config": {
+        "source_classes": source_classes, "target_classes": target_classes,
+        "labels_per_class": labels_per_class, "source_epochs": source_epochs,
+        "scratch_epochs": scratch_epochs, "head_epochs": head_epochs, "finetune_epochs": finetune_epochs,
+        "batch_size": batch_size, "target_batch_size": target_batch_size, "lr": lr,
+        "optimizer": optimizer, "seed": seed}, "arms": {}}
+    shape = data.x_train.shape[1:]
+
+    # 1. pretrain on the source task
+    xs, ys = select_classes(data.x_train, data.y_train, source_classes)
+    xs_test, ys_test = select_classes(data.x_test, data.y_test, source_classes)
+    log(f"source: {len(xs)} training images of classes {[names[c] for c in source_classes]}")
+    t0 = time.perf_counter()
+    source = seed_cnn(shape, len(source_classes), seed=seed)
+    fit(source, xs, ys, make_optimizer(optimizer, source, lr=lr), epochs=source_epochs,
+        batch_size=batch_size, seed=seed, progress=progress, desc="source ")
+    src_eval = evaluate(source, xs_test, ys_test)
+    result["source"] = {"test_accuracy": src_eval.accuracy, "macro_f1": src_eval.macro_f1,
+                        "seconds": time.perf_counter() - t0, "train_images": int(len(xs))}
+    log(f"source: test accuracy {src_eval.accuracy:.4f} ({result['source']['seconds']:.1f}s)")
+
+    tmp = None
+    if save_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="nptl-transfer-")
+        save_dir = tmp.name
+    os.makedirs(save_dir, exist_ok=True)
+    source_path = os.path.join(save_dir, "source.npz")
+    io.save(source, source_path, extra={"class_names": [names[c] for c in source_classes]})
+
+    # 2. the labelled target set, shared by the three arms
+    xt_all, yt_all = select_classes(data.x_train, data.y_train, target_classes)
+    xt, yt = take_per_class(xt_all, yt_all, labels_per_class, seed=seed, num_classes=len(target_classes))
+    xt_test, yt_test = select_classes(data.x_test, data.y_test, target_classes)
+    target_names = [names[c] for c in target_classes]
+    log(f"target: {len(xt)} labelled images ({labels_per_class} per class) of {target_names}, "
+        f"{len(xt_test)} test images")
+
+    def record(arm, model, seconds):
+        ev = evaluate(model, xt_test, yt_test, class_names=target_names)
+        result["arms"][arm] = {"test_accuracy": ev.accuracy, "macro_f1": ev.macro_f1, "seconds": seconds}
+        log(f"{arm}: test accuracy {ev.accuracy:.4f}, macro F1 {ev.macro_f1:.4f} ({seconds:.1f}s)")
+        io.save(model, os.path.join(save_dir, f"{arm}.npz"), extra={"class_names": target_names})
+        return ev
+
+    t0 = time.perf_counter()
+    scratch = seed_cnn(shape, len(target_classes), seed=seed + 1)
+    fit(scratch, xt, yt, make_optimizer(optimizer, scratch, lr=lr), epochs=scratch_epochs,
+        batch_size=target_batch_size, seed=seed, progress=progress, desc="scratch ")
+    record("scratch", scratch, time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    model = seed_cnn(shape, len(target_classes), seed=seed + 1)
+    io.load_weights(model, source_path, layers=SEED_CNN_BASE)
+    model.freeze(up_to="flatten")
+    fit(model, xt, yt, make_optimizer(optimizer, model, lr=lr), epochs=head_epochs,
+        batch_size=target_batch_size, seed=seed, progress=progress, desc="frozen ")
+    frozen_seconds = time.perf_counter() - t0
+    record("frozen", model, frozen_seconds)
+
+    t0 = time.perf_counter()
+    model.unfreeze("conv3", "relu3")
+    fit(model, xt, yt, make_optimizer(optimizer, model, lr=lr / 10), epochs=finetune_epochs,
+        batch_size=target_batch_size, seed=seed + 1, progress=progress, desc="finetune ")
+    ev = record("finetune", model, frozen_seconds + time.perf_counter() - t0)
+    result["finetune_report"] = ev.as_dict()
+    if tmp is not None:
+        tmp.cleanup()
+    return result
+
+
+def format_table(result: dict) -> str:
+    """The arms as a Markdown table."""
+    lines = [f"data: {result['data']}   source test accuracy {result['source']['test_accuracy']:.4f} "
+             f"({result['source']['seconds']:.1f}s)", "",
+             "| arm | test accuracy | macro F1 | seconds |", "|---|---|---|---|"]
+    for arm, r in result["arms"].items():
+        lines.append(f"| {arm} | {r['test_accuracy']:.4f} | {r['macro_f1']:.4f} | {r['seconds']:.1f} |")
+    return "\n".join(lines)
