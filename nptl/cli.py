@@ -62,7 +62,8 @@ def cmd_transfer(args) -> int:
         data, data_name, args.source_classes, args.target_classes, args.labels_per_class,
         source_epochs=args.epochs, scratch_epochs=args.scratch_epochs, head_epochs=args.head_epochs,
         finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, lr=args.lr,
-        optimizer=args.optimizer, seed=args.seed, save_dir=args.save, progress=not args.quiet, log=log)
+        optimizer=args.optimizer, augment=not args.no_augment, repeats=args.repeats, seed=args.seed,
+        save_dir=args.save, progress=not args.quiet, log=log)
     print(format_table(result))
     if args.json:
         _write_json(args.json, result)
@@ -96,9 +97,12 @@ def cmd_train(args) -> int:
         x, y, xv, yv = train_val_split(x, y, args.val_fraction, seed=args.seed)
         val = (xv, yv)
         stop = EarlyStopping(patience=args.patience) if args.patience else None
-    hist = fit(model, x, y, make_optimizer(args.optimizer, model, lr=args.lr), epochs=args.epochs,
-               batch_size=args.batch_size, validation_data=val, early_stopping=stop, seed=args.seed,
-               progress=not args.quiet)
+    from .optim import StepDecay
+
+    opt = make_optimizer(args.optimizer, model, lr=args.lr)
+    schedule = StepDecay(opt, args.decay_every, args.decay) if args.decay_every else None
+    hist = fit(model, x, y, opt, epochs=args.epochs, batch_size=args.batch_size, validation_data=val,
+               early_stopping=stop, scheduler=schedule, seed=args.seed, progress=not args.quiet)
     seconds = time.perf_counter() - t0
     ev = evaluate(model, xt, yt, class_names=names)
     print(ev.report())
@@ -162,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--scratch-epochs", type=int, default=60)
     t.add_argument("--head-epochs", type=int, default=60)
     t.add_argument("--finetune-epochs", type=int, default=30)
+    t.add_argument("--repeats", type=int, default=3, help="draws of the labelled target images (results are means)")
+    t.add_argument("--no-augment", action="store_true", help="train the target arms without shift/zoom augmentation")
     t.add_argument("--save", default=None, help="directory for source/scratch/frozen/finetune checkpoints")
     t.set_defaults(func=cmd_transfer)
 
@@ -172,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, default=3)
     tr.add_argument("--val-fraction", type=float, default=0.0)
     tr.add_argument("--patience", type=int, default=0, help="early stopping patience (needs --val-fraction)")
+    tr.add_argument("--decay-every", type=int, default=0, help="multiply the learning rate by --decay every N epochs")
+    tr.add_argument("--decay", type=float, default=0.1)
     tr.add_argument("--save", default=None, help="checkpoint path (.npz)")
     tr.set_defaults(func=cmd_train)
 

@@ -6,10 +6,16 @@
 
    - ``scratch``:  the same architecture from a random initialisation;
    - ``frozen``:   the pretrained convolutional base (``conv1 … flatten``, loaded by layer name
-     from the saved source checkpoint) frozen, a new head (``dense1, relu4, dense2``) trained —
-     on features cached once, since the base is frozen;
+     from the saved source checkpoint) frozen, a new head (``dense1, relu4, dense2``) trained;
    - ``finetune``: the frozen arm, then the top conv block (``conv3``) unfrozen and everything
      trainable fine-tuned at a 10× lower learning rate.  Its ``seconds`` include the frozen phase.
+
+   Every arm trains with the same augmentation (random shift and zoom, as the seeds'
+   ``ImageDataGenerator``; ``augment=False`` turns it off — then the frozen arm trains its head
+   on base features cached once).
+3. With so few labels the result depends on which images were drawn, so step 2 is repeated for
+   ``repeats`` draws (seeds ``seed, seed+1, ...``); the reported figures are means over the
+   draws, with their standard deviation and the per-draw values.
 """
 from __future__ import annotations
 
@@ -20,29 +26,37 @@ import time
 import numpy as np
 
 from . import io
-from .data import select_classes, take_per_class
+from .data import Augmenter, select_classes, take_per_class
 from .models import SEED_CNN_BASE, seed_cnn
 from .optim import make_optimizer
 from .train import evaluate, fit
+
+ARMS = ("scratch", "frozen", "finetune")
+
+
+def _augmenter(enabled: bool, seed: int):
+    return Augmenter(width_shift=0.1, height_shift=0.1, zoom=0.1, seed=seed) if enabled else None
 
 
 def run_transfer(data, data_name: str, source_classes, target_classes, labels_per_class: int = 20,
                  source_epochs: int = 2, scratch_epochs: int = 60, head_epochs: int = 60,
                  finetune_epochs: int = 30, batch_size: int = 64, target_batch_size: int = 20,
-                 lr: float = 1e-3, optimizer: str = "adam", seed: int = 0, save_dir=None,
-                 progress: bool = True, log=print) -> dict:
+                 lr: float = 1e-3, optimizer: str = "adam", augment: bool = True, repeats: int = 3,
+                 seed: int = 0, save_dir=None, progress: bool = True, log=print) -> dict:
     """Run the recipe on ``data`` (a :class:`nptl.data.Splits`); returns the results dict."""
     source_classes, target_classes = list(source_classes), list(target_classes)
     overlap = sorted(set(source_classes) & set(target_classes))
     if overlap:
         raise ValueError(f"transfer: source and target classes overlap: {overlap}")
+    if repeats < 1:
+        raise ValueError(f"transfer: 'repeats' must be >= 1, got {repeats}")
     names = list(data.class_names)
     result = {"data": data_name, "config": {
         "source_classes": source_classes, "target_classes": target_classes,
         "labels_per_class": labels_per_class, "source_epochs": source_epochs,
         "scratch_epochs": scratch_epochs, "head_epochs": head_epochs, "finetune_epochs": finetune_epochs,
         "batch_size": batch_size, "target_batch_size": target_batch_size, "lr": lr,
-        "optimizer": optimizer, "seed": seed}, "arms": {}}
+        "optimizer": optimizer, "augment": augment, "repeats": repeats, "seed": seed}, "arms": {}}
     shape = data.x_train.shape[1:]
 
     # 1. pretrain on the source task
@@ -66,52 +80,71 @@ def run_transfer(data, data_name: str, source_classes, target_classes, labels_pe
     source_path = os.path.join(save_dir, "source.npz")
     io.save(source, source_path, extra={"class_names": [names[c] for c in source_classes]})
 
-    # 2. the labelled target set, shared by the three arms
+    # 2. the arms, on the same labelled images, for each draw of those images
     xt_all, yt_all = select_classes(data.x_train, data.y_train, target_classes)
-    xt, yt = take_per_class(xt_all, yt_all, labels_per_class, seed=seed, num_classes=len(target_classes))
     xt_test, yt_test = select_classes(data.x_test, data.y_test, target_classes)
     target_names = [names[c] for c in target_classes]
-    log(f"target: {len(xt)} labelled images ({labels_per_class} per class) of {target_names}, "
-        f"{len(xt_test)} test images")
+    runs = {arm: [] for arm in ARMS}
+    for r in range(repeats):
+        s = seed + r
+        xt, yt = take_per_class(xt_all, yt_all, labels_per_class, seed=s, num_classes=len(target_classes))
+        log(f"target draw {r + 1}/{repeats}: {len(xt)} labelled images ({labels_per_class} per class) of "
+            f"{target_names}, {len(xt_test)} test images")
 
-    def record(arm, model, seconds):
-        ev = evaluate(model, xt_test, yt_test, class_names=target_names)
-        result["arms"][arm] = {"test_accuracy": ev.accuracy, "macro_f1": ev.macro_f1, "seconds": seconds}
-        log(f"{arm}: test accuracy {ev.accuracy:.4f}, macro F1 {ev.macro_f1:.4f} ({seconds:.1f}s)")
-        io.save(model, os.path.join(save_dir, f"{arm}.npz"), extra={"class_names": target_names})
-        return ev
+        def record(arm, model, seconds):
+            ev = evaluate(model, xt_test, yt_test, class_names=target_names)
+            runs[arm].append({"test_accuracy": ev.accuracy, "macro_f1": ev.macro_f1, "seconds": seconds, "seed": s})
+            log(f"  {arm}: test accuracy {ev.accuracy:.4f}, macro F1 {ev.macro_f1:.4f} ({seconds:.1f}s)")
+            if r == 0:
+                io.save(model, os.path.join(save_dir, f"{arm}.npz"), extra={"class_names": target_names})
+            return ev
 
-    t0 = time.perf_counter()
-    scratch = seed_cnn(shape, len(target_classes), seed=seed + 1)
-    fit(scratch, xt, yt, make_optimizer(optimizer, scratch, lr=lr), epochs=scratch_epochs,
-        batch_size=target_batch_size, seed=seed, progress=progress, desc="scratch ")
-    record("scratch", scratch, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        scratch = seed_cnn(shape, len(target_classes), seed=s + 1)
+        fit(scratch, xt, yt, make_optimizer(optimizer, scratch, lr=lr), epochs=scratch_epochs,
+            batch_size=target_batch_size, seed=s, augment=_augmenter(augment, s), progress=progress,
+            desc="scratch ")
+        record("scratch", scratch, time.perf_counter() - t0)
 
-    t0 = time.perf_counter()
-    model = seed_cnn(shape, len(target_classes), seed=seed + 1)
-    io.load_weights(model, source_path, layers=SEED_CNN_BASE)
-    model.freeze(up_to="flatten")
-    fit(model, xt, yt, make_optimizer(optimizer, model, lr=lr), epochs=head_epochs,
-        batch_size=target_batch_size, seed=seed, progress=progress, desc="frozen ")
-    frozen_seconds = time.perf_counter() - t0
-    record("frozen", model, frozen_seconds)
+        t0 = time.perf_counter()
+        model = seed_cnn(shape, len(target_classes), seed=s + 1)
+        io.load_weights(model, source_path, layers=SEED_CNN_BASE)
+        model.freeze(up_to="flatten")
+        fit(model, xt, yt, make_optimizer(optimizer, model, lr=lr), epochs=head_epochs,
+            batch_size=target_batch_size, seed=s, augment=_augmenter(augment, s), progress=progress,
+            desc="frozen ")
+        frozen_seconds = time.perf_counter() - t0
+        record("frozen", model, frozen_seconds)
 
-    t0 = time.perf_counter()
-    model.unfreeze("conv3", "relu3")
-    fit(model, xt, yt, make_optimizer(optimizer, model, lr=lr / 10), epochs=finetune_epochs,
-        batch_size=target_batch_size, seed=seed + 1, progress=progress, desc="finetune ")
-    ev = record("finetune", model, frozen_seconds + time.perf_counter() - t0)
-    result["finetune_report"] = ev.as_dict()
+        t0 = time.perf_counter()
+        model.unfreeze("conv3", "relu3")
+        fit(model, xt, yt, make_optimizer(optimizer, model, lr=lr / 10), epochs=finetune_epochs,
+            batch_size=target_batch_size, seed=s + 1, augment=_augmenter(augment, s + 1), progress=progress,
+            desc="finetune ")
+        ev = record("finetune", model, frozen_seconds + time.perf_counter() - t0)
+        if r == 0:
+            result["finetune_report"] = ev.as_dict()
+
+    for arm in ARMS:
+        acc = np.array([run["test_accuracy"] for run in runs[arm]])
+        f1 = np.array([run["macro_f1"] for run in runs[arm]])
+        result["arms"][arm] = {
+            "test_accuracy": float(acc.mean()), "test_accuracy_std": float(acc.std()),
+            "macro_f1": float(f1.mean()), "seconds": float(np.mean([run["seconds"] for run in runs[arm]])),
+            "runs": runs[arm]}
     if tmp is not None:
         tmp.cleanup()
     return result
 
 
 def format_table(result: dict) -> str:
-    """The arms as a Markdown table."""
+    """The arms as a Markdown table (means over the label draws)."""
+    n = result["config"]["repeats"]
     lines = [f"data: {result['data']}   source test accuracy {result['source']['test_accuracy']:.4f} "
-             f"({result['source']['seconds']:.1f}s)", "",
-             "| arm | test accuracy | macro F1 | seconds |", "|---|---|---|---|"]
+             f"({result['source']['seconds']:.1f}s)   target: mean over {n} draw(s) of the labelled images", "",
+             "| arm | test accuracy | ± std | per draw | macro F1 | seconds |", "|---|---|---|---|---|---|"]
     for arm, r in result["arms"].items():
-        lines.append(f"| {arm} | {r['test_accuracy']:.4f} | {r['macro_f1']:.4f} | {r['seconds']:.1f} |")
+        per = ", ".join(f"{run['test_accuracy']:.4f}" for run in r["runs"])
+        lines.append(f"| {arm} | {r['test_accuracy']:.4f} | {r['test_accuracy_std']:.4f} | {per} | "
+                     f"{r['macro_f1']:.4f} | {r['seconds']:.1f} |")
     return "\n".join(lines)

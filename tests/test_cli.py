@@ -34,15 +34,17 @@ def test_transfer_end_to_end(idx_dir, tmp_path, capsys):
     save = tmp_path / "ckpt"
     rc = main(["transfer", "--data", str(idx_dir), "--source-classes", "0,1,2,3,4", "--target-classes", "5,6,7,8,9",
                "--labels-per-class", "5", "--epochs", "1", "--scratch-epochs", "2", "--head-epochs", "2",
-               "--finetune-epochs", "1", "--json", str(out), "--save", str(save), "--quiet"])
+               "--finetune-epochs", "1", "--repeats", "2", "--json", str(out), "--save", str(save), "--quiet"])
     assert rc == 0
     table = capsys.readouterr().out
-    assert "| arm | test accuracy | macro F1 | seconds |" in table
+    assert "| arm | test accuracy | ± std | per draw | macro F1 | seconds |" in table
     result = json.loads(out.read_text())
     assert result["data"] == str(idx_dir)
     assert set(result["arms"]) == {"scratch", "frozen", "finetune"}
     for arm in result["arms"].values():
         assert 0.0 <= arm["test_accuracy"] <= 1.0 and arm["seconds"] >= 0 and 0.0 <= arm["macro_f1"] <= 1.0
+        assert len(arm["runs"]) == 2
+        assert arm["test_accuracy"] == pytest.approx(np.mean([r["test_accuracy"] for r in arm["runs"]]))
     assert 0.0 <= result["source"]["test_accuracy"] <= 1.0
     # the frozen arm's base is the source model's base, bit for bit
     source, frozen = io.load(save / "source.npz"), io.load(save / "frozen.npz")
@@ -56,6 +58,7 @@ def test_transfer_end_to_end(idx_dir, tmp_path, capsys):
 def test_train_evaluate_summary(idx_dir, tmp_path, capsys):
     ckpt = tmp_path / "m.npz"
     assert main(["train", "--data", str(idx_dir), "--epochs", "2", "--save", str(ckpt), "--quiet",
+                 "--decay-every", "1",
                  "--val-fraction", "0.2", "--patience", "2"]) == 0
     out = capsys.readouterr().out
     assert "confusion matrix" in out and "test accuracy" in out
