@@ -1,0 +1,53 @@
+"""max_pool2d and avg_pool2d, forward and forward+backward, on the agreed pool2d shapes.
+
+Every shape is run with both operations (the shape's name says which one the seed CNN uses).
+"GFLOP/s" here counts one compare or add per window element read (N·C·Ho·Wo·size²),
+forward+backward 2× that; pooling is memory-bound, so GB/s (forward bytes in + out) is also given.
+"""
+import numpy as np
+
+from benchmarks import torch_peer
+from benchmarks.common import kernel_rows, rng
+from benchmarks.suite import log, shapes_for
+from benchmarks.timing import pool2d_bytes, pool2d_ops
+
+OPS = ("max", "avg")
+
+
+def op_fns(impl, s, N=None):
+    """{"fwd", "fwdbwd"} closures calling ``impl.{op}_pool2d`` / ``impl.{op}_pool2d_backward``."""
+    g = rng()
+    N = s["N"] if N is None else N
+    size, stride = s["size"], s.get("stride") or s["size"]
+    x = g.standard_normal((N, s["C"], s["H"], s["W"]), dtype=np.float32)
+    Ho, Wo = (s["H"] - size) // stride + 1, (s["W"] - size) // stride + 1
+    dy = g.standard_normal((N, s["C"], Ho, Wo), dtype=np.float32)
+    forward = getattr(impl, f"{s['op']}_pool2d")
+    backward = getattr(impl, f"{s['op']}_pool2d_backward")
+
+    def fwd():
+        return forward(x, size, stride)
+
+    def fwdbwd():
+        forward(x, size, stride)
+        return backward(dy, x, size, stride)
+
+    return {"fwd": fwd, "fwdbwd": fwdbwd}
+
+
+def run(ctx):
+    cases = [dict(s, op=op) for s in shapes_for("pool2d", ctx.quick) for op in OPS]
+    torch_res, torch_err = torch_peer.run([dict(s, kind="pool2d") for s in cases], ctx)
+    if torch_err:
+        log(f"  torch: {torch_err}")
+    rows = []
+    for s, tr in zip(cases, torch_res):
+        log(f"  pool2d {s['op']} {s['name']}")
+        geometry = (s["N"], s["C"], s["H"], s["W"], s["size"], s.get("stride"))
+        tiny = dict(s, C=1, H=s["size"], W=s["size"])
+        fwd, fwdbwd = kernel_rows(ctx, "pool2d", s, op_fns, tiny, tr, pool2d_ops(*geometry), bwd_mult=2,
+                                  extra={"op": s["op"]})
+        t = fwd["nptl_seconds"]
+        fwd["nptl_gbytes_per_s"] = pool2d_bytes(*geometry) / t / 1e9 if t else None
+        rows += [fwd, fwdbwd]
+    return {"rows": rows, "torch_error": torch_err}
