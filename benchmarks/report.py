@@ -219,7 +219,13 @@ def scaling_table(rows):
 
 TITLES = {"conv2d": "conv2d", "pool2d": "pool2d (max and avg)", "dense": "dense",
           "models": "Seed CNN training and inference", "compile": "Start-up and JIT compilation",
-          "scaling": "Scaling: seed-cnn-2 conv2d by batch and threads"}
+          "scaling": "Scaling: seed-cnn-2 conv2d by batch and threads",
+          "caching": "Head-only epoch with and without frozen-feature caching"}
+
+
+def _caching_table(rows):
+    from benchmarks.caching import table as caching_table
+    return caching_table(rows, table)
 
 
 def markdown(results):
@@ -248,7 +254,8 @@ def markdown(results):
         out += ["", f"**nptl columns skipped: nptl is not importable ({env['nptl_error']}).**"]
     renderers = {"conv2d": lambda r: kernel_table(r, "conv2d"), "pool2d": lambda r: kernel_table(r, "pool2d"),
                  "dense": lambda r: kernel_table(r, "dense"), "models": models_table,
-                 "compile": compile_table, "scaling": scaling_table}
+                 "compile": compile_table, "scaling": scaling_table,
+                 "caching": lambda r: _caching_table(r)}
     for fam, res in results["families"].items():
         out += ["", f"## {TITLES[fam]}", ""]
         if res.get("error"):
