@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import ops
+from .kernels import activations as _act
 
 
 @dataclass
@@ -106,14 +107,21 @@ def _ops_table():
         ops.max_pool2d: (("x",), lambda dy, a, kw: (ops.max_pool2d_backward(dy, a[0], *a[1:], **kw),)),
         ops.avg_pool2d: (("x",), lambda dy, a, kw: (ops.avg_pool2d_backward(dy, a[0], *a[1:], **kw),)),
         ops.dense: (("x", "w", "b"), lambda dy, a, kw: ops.dense_backward(dy, a[0], a[1])),
-        ops.relu: (("x",), lambda dy, a, kw: (dy * (a[0] > 0),)),
-        ops.sigmoid: (("x",), lambda dy, a, kw: (dy * ops.sigmoid(a[0]) * (1 - ops.sigmoid(a[0])),)),
-        ops.softmax: (("x",), lambda dy, a, kw: (_softmax_backward(dy, ops.softmax(a[0])),)),
+        ops.relu: (("x",), lambda dy, a, kw: (_flat(_act.relu_backward, dy, a[0]),)),
+        ops.sigmoid: (("x",), lambda dy, a, kw: (_flat(_act.sigmoid_backward, dy, ops.sigmoid(a[0])),)),
+        ops.softmax: (("x",), lambda dy, a, kw: (_rows(_act.softmax_rows_backward, dy, ops.softmax(a[0])),)),
     }
 
 
-def _softmax_backward(dy, y):
-    return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
+def _flat(backward, dy, saved):
+    """An elementwise backward kernel applied to arrays of any shape."""
+    return backward(np.ascontiguousarray(dy).reshape(-1), saved.reshape(-1)).reshape(dy.shape)
+
+
+def _rows(backward, dy, saved):
+    """A row-wise (last axis) backward kernel applied to arrays of any shape."""
+    K = dy.shape[-1]
+    return backward(np.ascontiguousarray(dy).reshape(-1, K), saved.reshape(-1, K)).reshape(dy.shape)
 
 
 _LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")

@@ -62,12 +62,14 @@ class Sequential:
         if self.input_shape is None:
             raise RuntimeError(f"model '{self.name}' is not built: pass input_shape= or call build()")
 
-    def tail(self, start: int) -> "Sequential":
-        """A model over ``layers[start:]`` sharing the layer objects (no copy, no rebuild):
-        what trains on features cached from a frozen ``layers[:start]``."""
+    def slice(self, start: int, stop: int | None = None) -> "Sequential":
+        """A model over ``layers[start:stop]`` sharing the layer objects (no copy, no rebuild):
+        e.g. a frozen base ``slice(0, k)`` whose features are cached, and the head ``slice(k)``
+        that trains on them."""
         self._require_built()
         sub = Sequential.__new__(Sequential)
-        sub.layers, sub.name, sub.seed, sub.dtype = self.layers[start:], f"{self.name}[{start}:]", self.seed, self.dtype
+        sub.layers, sub.seed, sub.dtype = self.layers[start:stop], self.seed, self.dtype
+        sub.name = f"{self.name}[{start}:{'' if stop is None else stop}]"
         shape = self.input_shape
         for layer in self.layers[:start]:
             shape = layer.output_shape(shape)

@@ -120,10 +120,9 @@ def fit(model, x, y, optimizer, epochs: int = 1, batch_size: int = 64, validatio
     start = cacheable_prefix(model, augment) if cache_features else 0
     if cache_features is True and start == 0:
         raise ValueError("fit: cache_features=True but there is no frozen base to cache (or augmentation is on)")
-    net = model.tail(start) if start else model
+    net = model.slice(start) if start else model
     if start:
-        base = model.tail(0)
-        base.layers = model.layers[:start]
+        base = model.slice(0, start)
         x_in = base.predict(x, batch_size=256)
         xv_in = base.predict(xv, batch_size=256) if validation_data is not None else None
     else:
