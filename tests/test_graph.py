@@ -193,3 +193,12 @@ def test_seed_cnn_learns_and_frozen_base_transfer():
     for p in m.parameters():
         if p.name in base:
             assert np.array_equal(p.value, base[p.name])
+
+
+def test_gradcheck_stays_a_function_after_its_module_is_imported():
+    import importlib
+
+    importlib.import_module("nptl.gradient_check")
+    from nptl import gradcheck
+
+    assert callable(gradcheck) and gradcheck.__name__ == "gradcheck"
