@@ -18,6 +18,7 @@ from .kernels import conv2d as _conv
 from .kernels import dense as _dense
 from .kernels import losses as _loss
 from .kernels import pool as _pool
+from .threads import configure as configure_threads
 
 __all__ = [
     "conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d",
@@ -81,8 +82,8 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     N, F, Ho, Wo = conv2d_output_shape(x.shape, w.shape, stride, padding, where)
     b = np.zeros(F, x.dtype) if b is None else as_array(b, "b", x.dtype, where)
     check_shape(b, (F,), "b", where)
-    y, _ = _conv.conv2d_forward(x, w, b, int(stride), int(padding))
-    return y
+    configure_threads()
+    return _conv.conv2d_forward(x, w, b, int(stride), int(padding))
 
 
 def conv2d_backward(dy, x, w, stride=1, padding=0):
@@ -94,12 +95,9 @@ def conv2d_backward(dy, x, w, stride=1, padding=0):
     out_shape = conv2d_output_shape(x.shape, w.shape, stride, padding, where)
     check_shape(dy, out_shape, "dy", where)
     stride, padding = int(stride), int(padding)
-    KH, KW = w.shape[2:]
-    Ho, Wo = out_shape[2:]
-    dym = _conv.dy_matrix(dy)
-    cols = _conv.im2col(x, KH, KW, stride, padding, Ho, Wo)
-    dx = _conv.conv2d_backward_input(dym, w, x.shape, stride, padding, Ho, Wo)
-    dw, db = _conv.conv2d_backward_weight(dym, cols, w.shape)
+    configure_threads()
+    dx = _conv.conv2d_backward_input(dy, w, x.shape, stride, padding)
+    dw, db = _conv.conv2d_backward_weight(dy, x, w.shape, stride, padding)
     return dx, dw, db
 
 

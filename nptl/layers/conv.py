@@ -22,7 +22,7 @@ class Conv2D(Layer):
              (C4)  db[f]       = Σ_n Σ_i Σ_j dy[n,f,i,j]
     (xp is x zero-padded by P.)  Derivation: y is linear in w and in x; (C3) collects every
     output that multiplied ``w[f,c,p,q]``, (C2) every output that read ``x[n,c,h,w]``.
-    Computed by im2col + GEMM (:mod:`nptl.kernels.conv2d`); the loops above are
+    Computed by batch-parallel im2col + GEMM (:mod:`nptl.kernels.conv2d`); the loops above are
     :mod:`nptl.kernels.reference`.  Weights default to Glorot-uniform with
     fan_in = C·KH·KW, fan_out = F·KH·KW; biases to zero.
     """
@@ -40,7 +40,7 @@ class Conv2D(Layer):
         self.padding = check_int(padding, "padding", where, 0)
         self.use_bias = bool(use_bias)
         self.kernel_init = kernel_init
-        self._x = self._cols = None
+        self._x = None
 
     def config(self) -> dict:
         return dict(name=self.name, filters=self.filters, kernel_size=list(self.kernel_size),
@@ -72,26 +72,20 @@ class Conv2D(Layer):
         x = self._input(x, (C, None, None), "(N, C, H, W)")
         ops.conv2d_output_shape(x.shape, self.params["w"].shape, self.stride, self.padding,
                                 where=f"layer '{self.name}' (Conv2D)")
-        y, cols = kernel.conv2d_forward(x, self.params["w"], self._bias(), self.stride, self.padding)
+        y = kernel.conv2d_forward(x, self.params["w"], self._bias(), self.stride, self.padding)
         if training:
             self._x = x
-            self._cols = cols if self.trainable else None  # only the weight gradient reads cols
         return y
 
     def backward(self, dy, need_input_grad=True):
         x = self._need_cache("_x")
         w = self.params["w"]
-        KH, KW = self.kernel_size
-        Ho, Wo = dy.shape[2], dy.shape[3]
-        dym = kernel.dy_matrix(self._as_dtype(dy))
-        if self.trainable:
-            cols = self._cols
-            if cols is None:  # unfrozen between forward and backward
-                cols = kernel.im2col(x, KH, KW, self.stride, self.padding, Ho, Wo)
-            dw, db = kernel.conv2d_backward_weight(dym, cols, w.shape)
+        dy = self._as_dtype(dy)
+        if self.trainable:  # (C3), (C4): im2col is recomputed per chunk, cheaper than caching cols
+            dw, db = kernel.conv2d_backward_weight(dy, x, w.shape, self.stride, self.padding)
             self.grads["w"] += dw
             if self.use_bias:
                 self.grads["b"] += db
         if not need_input_grad:
             return None
-        return kernel.conv2d_backward_input(dym, w, x.shape, self.stride, self.padding, Ho, Wo)
+        return kernel.conv2d_backward_input(dy, w, x.shape, self.stride, self.padding)  # (C2)
