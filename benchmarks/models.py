@@ -18,12 +18,16 @@ OPTIMIZER, LR = "sgd", 0.01
 CONV_BASE = ("conv1", "conv2", "conv3")
 
 
+#: untimed steps first: oneDNN (torch) builds and caches its primitives over the first few
+#: iterations, Numba/BLAS warm their caches; 2 left torch at half its steady-state speed
+WARMUP_STEPS = 5
+
 def model_shapes(quick):
     return [dict(m, batch=16 if quick else m["batch"]) for m in load_shapes()["models"]]
 
 
 def steps_for(ctx):
-    return 3 if ctx.quick else max(10, 2 * ctx.repeats)
+    return 3 if ctx.quick else max(30, 6 * ctx.repeats)
 
 
 def freeze_base(model):
@@ -76,14 +80,14 @@ def nptl_model(ctx, m):
     for frozen in (False, True):
         model, opt = build(m["input"], frozen)
         step = nptl_step_fn(model, opt, x, y)
-        out["train_frozen" if frozen else "train"] = median_phases(step, steps, warmup=2)
+        out["train_frozen" if frozen else "train"] = median_phases(step, steps, warmup=WARMUP_STEPS)
 
     def infer():
         t0 = time.perf_counter()
         model.forward(x, training=False)
         return {"forward": time.perf_counter() - t0}
 
-    out["inference"] = median_phases(infer, steps, warmup=2)
+    out["inference"] = median_phases(infer, steps, warmup=WARMUP_STEPS)
     return out
 
 

@@ -244,7 +244,7 @@ def markdown(results):
                    + (" **The machine was busy: multi-threaded figures are unreliable; re-run when it is quiet "
                       "or compare with `--threads 1`.**" if frac > 0.05 else ""))
     out.append("")
-    out.append(f"GEMM peak (float32 {gemm['n']}², median): NumPy **{num(gemm['numpy_gflops'], '{:.1f}')} GFLOP/s**"
+    out.append(f"GEMM peak (float32 {gemm['n']}², best of {gemm['numpy']['repeats']} samples): NumPy **{num(gemm['numpy_gflops'], '{:.1f}')} GFLOP/s**"
                f" (the 100% of every \"% peak\"), PyTorch {num(gemm['torch_gflops'], '{:.1f}')} GFLOP/s.")
     out.append("")
     out.append("Times are medians per call in ms. \"vs X\" = X's time ÷ nptl's time (>1× means nptl is "

@@ -60,9 +60,16 @@ def log(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
+#: the environment before nptl was imported: nptl sets OMP_WAIT_POLICY=PASSIVE in its own
+#: process (os.environ.setdefault), which must not leak into the PyTorch peer (its OpenMP pool
+#: would then sleep between parallel regions and measure slow)
+ORIGINAL_ENV = dict(os.environ)
+
+
 def subprocess_env(threads=None, **extra):
-    """Environment for a child python: the repo importable, optional thread pinning."""
-    env = dict(os.environ)
+    """Environment for a child python: the environment as it was before nptl was imported, the
+    repo importable, optional thread pinning."""
+    env = dict(ORIGINAL_ENV)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     if threads is not None:
         for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -28,6 +28,10 @@ from benchmarks.timing import measure, median_phases  # noqa: E402
 
 # ---------------------------------------------------------------- parent side
 
+#: untimed steps first: oneDNN (torch) builds and caches its primitives over the first few
+#: iterations, Numba/BLAS warm their caches; 2 left torch at half its steady-state speed
+WARMUP_STEPS = 5
+
 def run(tasks, ctx, threads=None, timeout=900):
     """Run ``tasks`` in a fresh torch subprocess; return (results list, error or None).
 
@@ -142,7 +146,7 @@ def _model(torch, t, spec):
             t3 = time.perf_counter()
             return {"forward": t1 - t0, "backward": t2 - t1, "update": t3 - t2, "step": t3 - t0}
 
-        out["train_frozen" if frozen else "train"] = median_phases(step, steps, warmup=2)
+        out["train_frozen" if frozen else "train"] = median_phases(step, steps, warmup=WARMUP_STEPS)
     model.eval()
 
     def infer():
@@ -151,7 +155,7 @@ def _model(torch, t, spec):
             model(x)
         return {"forward": time.perf_counter() - t0}
 
-    out["inference"] = median_phases(infer, steps, warmup=2)
+    out["inference"] = median_phases(infer, steps, warmup=WARMUP_STEPS)
     return out
 
 
