@@ -1,6 +1,7 @@
 """The report: environment facts, the Markdown tables printed to stdout, and the JSON file."""
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
@@ -270,6 +271,8 @@ def markdown(results):
                               if v})
         if ref_batches:
             notes.append(f"ref ms: measured on batch {', '.join(map(str, ref_batches))}, scaled per image.")
+        if fam in ("conv2d", "pool2d", "dense"):
+            notes += summary_notes(res["rows"])
         if fam == "models":
             r0 = res["rows"][0]
             notes.append(f"Optimizer {r0['optimizer'].upper()} lr {r0['lr']} on both sides; frozen = conv base "
@@ -280,6 +283,29 @@ def markdown(results):
             out += ["", *("- " + n for n in notes)]
     out += ["", f"Total wall time {results['wall_seconds']:.0f} s."]
     return "\n".join(out)
+
+
+def geometric_mean(values):
+    values = [v for v in values if v]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def summary_notes(rows):
+    """Geometric means of the speed ratios per pass, and the smallest ratio to the reference."""
+    notes = []
+    for key, label in (("speed_vs_torch", "vs torch"), ("speed_vs_numpy", "vs numpy")):
+        parts = []
+        for p in ("fwd", "fwd+bwd"):
+            g = geometric_mean([r.get(key) for r in rows if PASS.get(r["pass"], r["pass"]) == p])
+            if g:
+                parts.append(f"{p} {g:.2f}×")
+        g = geometric_mean([r.get(key) for r in rows])
+        if g:
+            notes.append(f"geometric mean {label}: " + ", ".join(parts) + f", all rows {g:.2f}×")
+    refs = [r.get("speed_vs_reference") for r in rows if r.get("speed_vs_reference")]
+    if refs:
+        notes.append(f"vs ref: smallest {min(refs):.1f}×, geometric mean {geometric_mean(refs):.0f}×")
+    return notes
 
 
 def write_json(results, path):
