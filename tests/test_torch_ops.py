@@ -255,24 +255,16 @@ def check_avg_pool(x, dy, size, stride):
     assert_close(dx, N(tx.grad), dtype, f"avg_pool2d_backward dx {tag}")
 
 
+@pytest.mark.parametrize("check", [check_max_pool, check_avg_pool], ids=["max", "avg"])
 @SETTINGS
-@given(geom=pool_geometries(), dtype=dtypes, seed=seeds)
-def test_max_pool2d_matches_torch(geom, dtype, seed):
+@given(geom=st.one_of(pool_geometries(), overlapping_pool_geometries()), dtype=dtypes, seed=seeds)
+def test_pool2d_matches_torch(check, geom, dtype, seed):
+    """Random windows, including overlapping ones (stride < size)."""
     x_shape, size, stride = geom.x_shape, geom.size, geom.stride
     rng = rng_from(seed)
     x = randn(rng, x_shape, dtype)
     dy = randn(rng, ops.pool2d_output_shape(x_shape, size, stride), dtype)
-    check_max_pool(x, dy, size, stride)
-
-
-@SETTINGS
-@given(geom=overlapping_pool_geometries(), dtype=dtypes, seed=seeds)
-def test_max_pool2d_overlapping_matches_torch(geom, dtype, seed):
-    x_shape, size, stride = geom.x_shape, geom.size, geom.stride
-    rng = rng_from(seed)
-    x = randn(rng, x_shape, dtype)
-    dy = randn(rng, ops.pool2d_output_shape(x_shape, size, stride), dtype)
-    check_max_pool(x, dy, size, stride)
+    check(x, dy, size, stride)
 
 
 @SETTINGS
@@ -318,26 +310,6 @@ def test_max_pool2d_tie_example_explicit(dtype):
     expected[0, 0, 2, 2] = 4
     np.testing.assert_array_equal(dx, expected)
     check_max_pool(x, dy, 2, 2, exact=True)
-
-
-@SETTINGS
-@given(geom=pool_geometries(), dtype=dtypes, seed=seeds)
-def test_avg_pool2d_matches_torch(geom, dtype, seed):
-    x_shape, size, stride = geom.x_shape, geom.size, geom.stride
-    rng = rng_from(seed)
-    x = randn(rng, x_shape, dtype)
-    dy = randn(rng, ops.pool2d_output_shape(x_shape, size, stride), dtype)
-    check_avg_pool(x, dy, size, stride)
-
-
-@SETTINGS
-@given(geom=overlapping_pool_geometries(), dtype=dtypes, seed=seeds)
-def test_avg_pool2d_overlapping_matches_torch(geom, dtype, seed):
-    x_shape, size, stride = geom.x_shape, geom.size, geom.stride
-    rng = rng_from(seed)
-    x = randn(rng, x_shape, dtype)
-    dy = randn(rng, ops.pool2d_output_shape(x_shape, size, stride), dtype)
-    check_avg_pool(x, dy, size, stride)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
