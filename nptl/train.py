@@ -59,14 +59,17 @@ class History:
                 "cached_features": self.cached_features}
 
 
-def snapshot(model) -> dict:
-    """Copies of every parameter, by name."""
-    return {p.name: p.value.copy() for p in model.parameters()}
+def snapshot(model, trainable_only: bool = False) -> dict:
+    """Copies of every parameter (or of the trainable ones), by name."""
+    params = model.trainable_parameters() if trainable_only else model.parameters()
+    return {p.name: p.value.copy() for p in params}
 
 
 def restore(model, snap: dict) -> None:
+    """Copy the snapshot's values back into the parameters it names."""
     for p in model.parameters():
-        np.copyto(p.value, snap[p.name])
+        if p.name in snap:
+            np.copyto(p.value, snap[p.name])
 
 
 def cacheable_prefix(model, augment=None) -> int:
@@ -131,7 +134,8 @@ def fit(model, x, y, optimizer, epochs: int = 1, batch_size: int = 64, validatio
     rng = np.random.default_rng(seed)
     hist = History(cached_features=bool(start))
     best_value, best_weights, bad_epochs = None, None, 0
-    good = snapshot(model)
+    # frozen parameters cannot change during fit: the non-finite guard only copies trainable ones
+    good = snapshot(model, trainable_only=True)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         seen, loss_sum, correct = 0, 0.0, 0
@@ -153,7 +157,7 @@ def fit(model, x, y, optimizer, epochs: int = 1, batch_size: int = 64, validatio
                 bar.close()
                 raise NonFiniteError(f"fit: non-finite loss at epoch {epoch}, step {step} ({err}); "
                                      "weights restored to the last step with a finite loss") from None
-            good = snapshot(model)
+            good = snapshot(model, trainable_only=True)
             net.backward(dlogits)
             optimizer.step()
             seen += len(idx)
