@@ -84,3 +84,15 @@ def test_python_dash_m_runs():
     out = subprocess.run([sys.executable, "-m", "nptl", "--help"], capture_output=True, text=True, check=True).stdout
     for cmd in ("transfer", "train", "evaluate", "summary"):
         assert cmd in out
+
+
+def test_transfer_on_the_builtin_synthetic_set(tmp_path, capsys):
+    out = tmp_path / "synthetic.json"
+    assert main(["transfer", "--data", "synthetic", "--labels-per-class", "5", "--epochs", "1",
+                 "--scratch-epochs", "1", "--head-epochs", "1", "--finetune-epochs", "1", "--repeats", "1",
+                 "--json", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert result["data"] == "synthetic" and result["config"]["repeats"] == 1
+    assert result["source"]["train_images"] == 5000  # 1,000 generated images for each of 5 source classes
+    assert result["source"]["test_accuracy"] > 0.3   # one epoch already learns the shapes (chance: 0.2)
+    assert "| finetune |" in capsys.readouterr().out
