@@ -96,8 +96,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0):
     check_shape(dy, out_shape, "dy", where)
     stride, padding = int(stride), int(padding)
     configure_threads()
-    dx = _conv.conv2d_backward_input(dy, w, x.shape, stride, padding)
-    dw, db = _conv.conv2d_backward_weight(dy, x, w.shape, stride, padding)
+    dw, db, dx = _conv.conv2d_backward_weight(dy, x, w.shape, stride, padding, w=w)  # one fused pass
     return dx, dw, db
 
 

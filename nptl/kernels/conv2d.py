@@ -28,6 +28,10 @@ the GEMMs wide enough (``nb·L ≈ 512`` columns, :data:`CHUNK_COLUMNS`) for sma
 keeping the per-thread buffers near L2 size (measured per shape on the suite; see
 :func:`_plan`); with ``nb = 1`` the GEMM writes straight into ``y[n]`` and reads ``dy[n]`` in place (no
 transposes).  A 1×1, stride-1, unpadded convolution uses ``x[n]`` itself as ``cols``.
+When dx and dW are both wanted, one fused pass (:func:`_backward_slice`, reached as
+``conv2d_backward_weight(..., w=w)``) gathers each dy chunk once for both GEMMs and reuses the
+``cols`` buffer for ``dcols``.  Outputs narrower than :data:`SMALL_WO` are im2col'd/col2im'd
+through a per-geometry tap table (one gather per row and image) instead of row by row.
 
 Functions take contiguous arrays of one float dtype and trust their arguments: checks live in
 :mod:`nptl.ops`.  Without a bindable OpenBLAS (``conv2d_blas.AVAILABLE`` False) the same
@@ -72,9 +76,78 @@ def _plan(N, L, R=1, itemsize=4, pointwise=False):
 # ----------------------------------------------------------------------------------------------
 # Hot loops index flat views with ``uintp`` offsets: Numba adds a negative-index wraparound
 # branch to every signed index, which blocks vectorisation (3-4x slower copies).
+#: Output rows narrower than this are copied through a tap table (:func:`_tap_table`) instead of
+#: row by row: with Wo = 3 the per-row bookkeeping costs more than the three copies.
+SMALL_WO = 8
+
+
+@njit(cache=True)
+def _tap_table(H, W, KH, KW, stride, padding, Ho, Wo):
+    """``tab[p·KW+q, i·Wo+j]`` = offset of ``xp[i·s+p, j·s+q]`` in an unpadded ``H×W`` plane,
+    or −1 where that tap reads padding."""
+    tab = np.empty((KH * KW, Ho * Wo), dtype=np.int64)
+    for p in range(KH):
+        for q in range(KW):
+            for i in range(Ho):
+                h = i * stride + p - padding
+                for j in range(Wo):
+                    v = j * stride + q - padding
+                    inside = h >= 0 and h < H and v >= 0 and v < W
+                    tab[p * KW + q, i * Wo + j] = h * W + v if inside else -1
+    return tab
+
+
+@njit(cache=True)
+def _im2col_chunk_small(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols):
+    """:func:`_im2col_chunk` for narrow outputs: one gather of ``Ho·Wo`` values per (row, image)."""
+    _, C, H, W = x.shape
+    L = Ho * Wo
+    T = KH * KW
+    ld = cols.shape[1]
+    xs = x.reshape(-1)
+    cs = cols.reshape(-1)
+    tab = _tap_table(H, W, KH, KW, stride, padding, Ho, Wo)
+    ts = tab.reshape(-1)
+    zero = cols.dtype.type(0)
+    for c in range(C):
+        for t in range(T):
+            r = c * T + t
+            for b in range(nb):
+                src = ((n0 + b) * C + c) * H * W
+                d = r * ld + b * L
+                for k in range(L):
+                    o = ts[uintp(t * L + k)]
+                    cs[uintp(d + k)] = xs[uintp(src + o)] if o >= 0 else zero
+
+
+@njit(cache=True)
+def _col2im_chunk_small(dcols, n0, nb, KH, KW, stride, padding, Ho, Wo, dx):
+    """:func:`_col2im_chunk` for narrow outputs, through the tap table."""
+    _, C, H, W = dx.shape
+    L = Ho * Wo
+    T = KH * KW
+    ld = dcols.shape[1]
+    ds = dcols.reshape(-1)
+    xs = dx.reshape(-1)
+    tab = _tap_table(H, W, KH, KW, stride, padding, Ho, Wo)
+    ts = tab.reshape(-1)
+    for b in range(nb):
+        for c in range(C):
+            dst = ((n0 + b) * C + c) * H * W
+            for t in range(T):
+                d = (c * T + t) * ld + b * L
+                for k in range(L):
+                    o = ts[uintp(t * L + k)]
+                    if o >= 0:
+                        xs[uintp(dst + o)] += ds[uintp(d + k)]
+
+
 @njit(cache=True)
 def _im2col_chunk(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols):
     """``cols[(c,p,q), b·L + i·Wo + j] = xp[n0+b, c, i·s+p, j·s+q]`` for ``b < nb``."""
+    if Wo < SMALL_WO:
+        _im2col_chunk_small(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols)
+        return
     _, C, H, W = x.shape
     L = Ho * Wo
     ld = cols.shape[1]
@@ -114,6 +187,9 @@ def _im2col_chunk(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols):
 @njit(cache=True)
 def _col2im_chunk(dcols, n0, nb, KH, KW, stride, padding, Ho, Wo, dx):
     """Adjoint of :func:`_im2col_chunk`: ``dx[n0+b, c, i·s+p−P, j·s+q−P] += dcols[(c,p,q), b·L+i·Wo+j]``."""
+    if Wo < SMALL_WO:
+        _col2im_chunk_small(dcols, n0, nb, KH, KW, stride, padding, Ho, Wo, dx)
+        return
     _, C, H, W = dx.shape
     L = Ho * Wo
     ld = dcols.shape[1]
@@ -278,6 +354,49 @@ def _backward_weight_slice(dy, x, KH, KW, stride, padding, lo, hi, nb_max, dwt, 
             gemm(nt, tr, R, F, nb * L, cs, z, ld, dycs, z, ld, 1.0, dws, z, F)
 
 
+@njit(cache=True, nogil=True)
+def _backward_slice(dy, x, w, stride, padding, lo, hi, nb_max, dwt, db, dx):
+    """(C2), (C3), (C4) in one pass over the chunks of images ``lo ≤ n < hi``: per chunk, dy
+    is gathered once and feeds both GEMMs (``dWᵀ += cols @ dYcᵀ``, then ``dcols = Wmᵀ @ dYc``
+    into the same buffer ``cols`` held a moment before) and the col2im, while it is in cache.
+    ``dwt``/``db`` as in :func:`_backward_weight_slice`; ``dx`` zeroed by the caller."""
+    _, F, Ho, Wo = dy.shape
+    z = lo - lo  # runtime 0: literal arguments would make Numba compile a variant per value
+    nt, tr, one = NO_TRANS + z, TRANS + z, z + 1
+    _, C, KH, KW = w.shape
+    R = C * KH * KW
+    L = Ho * Wo
+    ld = nb_max * L
+    pointwise = KH == 1 and KW == 1 and stride == 1 and padding == 0
+    dys, xs, ws = dy.reshape(-1), x.reshape(-1), w.reshape(-1)
+    dws, dbs, dxs = dwt.reshape(-1), db.reshape(-1), dx.reshape(-1)
+    dy3 = dy.reshape(dy.shape[0], F, L)
+    cols = np.empty((R, ld), dtype=dy.dtype)
+    dyc = np.empty((F, ld if nb_max > 1 else 1), dtype=dy.dtype)
+    cs, dycs = cols.reshape(-1), dyc.reshape(-1)
+    for n0 in range(lo, hi, nb_max):
+        nb = min(nb_max, hi - n0)
+        for b in range(nb):
+            for f in range(F):
+                s0 = ((n0 + b) * F + f) * L
+                for k in range(L):
+                    dbs[uintp(f * L + k)] += dys[uintp(s0 + k)]
+        if nb == 1:
+            if pointwise:  # dWᵀ += x[n0] @ dy[n0]ᵀ ;  dx[n0] = Wmᵀ @ dy[n0]
+                gemm(nt, tr, R, F, L, xs, n0 * C * L, L, dys, n0 * F * L, L, 1.0, dws, z, F)
+                gemm(tr, nt, R, L, F, ws, z, R, dys, n0 * F * L, L, 0.0, dxs, n0 * C * L, L)
+                continue
+            _im2col_chunk(x, n0, one, KH, KW, stride, padding, Ho, Wo, cols)
+            gemm(nt, tr, R, F, L, cs, z, ld, dys, n0 * F * L, L, 1.0, dws, z, F)
+            gemm(tr, nt, R, L, F, ws, z, R, dys, n0 * F * L, L, 0.0, cs, z, ld)
+        else:
+            _gather_dy(dy3, n0, nb, dyc)
+            _im2col_chunk(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols)
+            gemm(nt, tr, R, F, nb * L, cs, z, ld, dycs, z, ld, 1.0, dws, z, F)
+            gemm(tr, nt, R, nb * L, F, ws, z, R, dycs, z, ld, 0.0, cs, z, ld)
+        _col2im_chunk(cols, n0, nb, KH, KW, stride, padding, Ho, Wo, dx)
+
+
 _executor = None
 _executor_key = None
 
@@ -329,6 +448,19 @@ def _backward_weight(dy, x, KH, KW, stride, padding, T, nb_max):
     return dw, dbp.sum(axis=(0, 2))
 
 
+def _backward(dy, x, w, stride, padding, T, nb_max):
+    """``(dw, db, dx)`` from one fused pass (:func:`_backward_slice`)."""
+    N, F, Ho, Wo = dy.shape
+    _, C, KH, KW = w.shape
+    dwp = np.zeros((T, C * KH * KW, F), dtype=dy.dtype)
+    dbp = np.zeros((T, F, Ho * Wo), dtype=dy.dtype)
+    dx = np.zeros(x.shape, dtype=dy.dtype)
+    _run(T, N, lambda t, lo, hi: _backward_slice(dy, x, w, stride, padding, lo, hi, nb_max,
+                                                 dwp[t], dbp[t], dx))
+    dw = np.ascontiguousarray(dwp.sum(axis=0).T).reshape(F, C, KH, KW)
+    return dw, dbp.sum(axis=(0, 2)), dx
+
+
 # ----------------------------------------------------------------------------------------------
 # entry points (used by nptl.ops and nptl.layers.conv)
 # ----------------------------------------------------------------------------------------------
@@ -361,14 +493,21 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding):
     return _backward_input(dy, w, H, W, stride, padding, T, nb)
 
 
-def conv2d_backward_weight(dy, x, w_shape, stride, padding):
-    """(C3) and (C4): ``(dw (F, C, KH, KW), db (F,))``."""
+def conv2d_backward_weight(dy, x, w_shape, stride, padding, w=None):
+    """(C3) and (C4): ``(dw (F, C, KH, KW), db (F,))``.  Given the weights ``w`` (of shape
+    ``w_shape``), also (C2) in the same pass over the batch: ``(dw, db, dx (N, C, H, W))`` —
+    cheaper than this plus :func:`conv2d_backward_input` (one gather of dy, one dispatch)."""
     KH, KW = w_shape[2], w_shape[3]
     if not _blas.AVAILABLE:
-        return _np_backward_weight(dy, x, w_shape, stride, padding)
+        dw, db = _np_backward_weight(dy, x, w_shape, stride, padding)
+        if w is None:
+            return dw, db
+        return dw, db, _np_backward_input(dy, w, x.shape, stride, padding)
     T, nb = _plan(x.shape[0], dy.shape[2] * dy.shape[3], x.shape[1] * KH * KW, dy.itemsize,
                   _pointwise(KH, KW, stride, padding))
-    return _backward_weight(dy, x, KH, KW, stride, padding, T, nb)
+    if w is None:
+        return _backward_weight(dy, x, KH, KW, stride, padding, T, nb)
+    return _backward(dy, x, w, stride, padding, T, nb)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -81,11 +81,18 @@ class Conv2D(Layer):
         x = self._need_cache("_x")
         w = self.params["w"]
         dy = self._as_dtype(dy)
-        if self.trainable:  # (C3), (C4): im2col is recomputed per chunk, cheaper than caching cols
+        if not self.trainable:
+            if not need_input_grad:
+                return None
+            return kernel.conv2d_backward_input(dy, w, x.shape, self.stride, self.padding)  # (C2)
+        # (C3), (C4): im2col is recomputed per chunk, cheaper than caching cols; with dx wanted
+        # too, (C2) comes out of the same pass over the batch (one gather of dy per chunk)
+        if need_input_grad:
+            dw, db, dx = kernel.conv2d_backward_weight(dy, x, w.shape, self.stride, self.padding, w=w)
+        else:
             dw, db = kernel.conv2d_backward_weight(dy, x, w.shape, self.stride, self.padding)
-            self.grads["w"] += dw
-            if self.use_bias:
-                self.grads["b"] += db
-        if not need_input_grad:
-            return None
-        return kernel.conv2d_backward_input(dy, w, x.shape, self.stride, self.padding)  # (C2)
+            dx = None
+        self.grads["w"] += dw
+        if self.use_bias:
+            self.grads["b"] += db
+        return dx

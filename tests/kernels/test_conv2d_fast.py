@@ -48,7 +48,8 @@ def test_all_passes_match_reference_for_any_split(g, dtype, seed, split):
     rdx, rdw, rdb = ref.conv2d_backward(dy, x, w, g.stride, g.padding)
     dx = K._backward_input(dy, w, g.H, g.W, g.stride, g.padding, T, nb)
     dw, db = K._backward_weight(dy, x, g.KH, g.KW, g.stride, g.padding, T, nb)
-    for a, r in ((dx, rdx), (dw, rdw), (db, rdb)):
+    fdw, fdb, fdx = K._backward(dy, x, w, g.stride, g.padding, T, nb)  # the fused pass
+    for a, r in ((dx, rdx), (dw, rdw), (db, rdb), (fdx, rdx), (fdw, rdw), (fdb, rdb)):
         assert a.dtype == dtype and a.shape == r.shape
         _close(a, r, dtype)
 
@@ -63,10 +64,12 @@ def test_entry_points_and_numpy_fallback(g, dtype, seed):
     got = [K.conv2d_forward(x, w, b, g.stride, g.padding),
            K.conv2d_backward_input(dy, w, g.x_shape, g.stride, g.padding),
            *K.conv2d_backward_weight(dy, x, g.w_shape, g.stride, g.padding)]
+    fused = K.conv2d_backward_weight(dy, x, g.w_shape, g.stride, g.padding, w=w)  # (dw, db, dx)
+    fused = [got[0], fused[2], fused[0], fused[1]]
     fallback = [K._np_forward(x, w, b, g.stride, g.padding, Ho, Wo),
                 K._np_backward_input(dy, w, g.x_shape, g.stride, g.padding),
                 *K._np_backward_weight(dy, x, g.w_shape, g.stride, g.padding)]
-    for out in (got, fallback):
+    for out in (got, fused, fallback):
         for a, r in zip(out, (want, rdx, rdw, rdb)):
             assert a.dtype == dtype
             _close(a, r, dtype)
@@ -94,6 +97,23 @@ def test_fixed_shapes(dtype, N, C, H, W, F, k, s, p):
         dw, db = K._backward_weight(dy, x, k, k, s, p, T, nb)
         _close(dw, rdw, dtype)
         _close(db, rdb, dtype)
+        dw, db, dx = K._backward(dy, x, w, s, p, T, nb)
+        for a, r in ((dx, rdx), (dw, rdw), (db, rdb)):
+            assert a.dtype == dtype
+            _close(a, r, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_entry_point_without_blas(monkeypatch, dtype):
+    monkeypatch.setattr(conv2d_blas, "AVAILABLE", False)
+    rng = np.random.default_rng(3)
+    x, w = rand(rng, (3, 4, 7, 6), dtype), rand(rng, (5, 4, 3, 3), dtype)
+    dy = rand(rng, (3, 5, 4, 3), dtype)
+    rdx, rdw, rdb = ref.conv2d_backward(dy, x, w, 2, 1)
+    dw, db, dx = K.conv2d_backward_weight(dy, x, w.shape, 2, 1, w=w)
+    for a, r in ((dx, rdx), (dw, rdw), (db, rdb)):
+        assert a.dtype == dtype
+        _close(a, r, dtype)
 
 
 def test_plan_is_sane():
