@@ -317,6 +317,17 @@ def _backward_input_slice(dy, w, stride, padding, lo, hi, nb_max, dx):
 
 
 @njit(cache=True, nogil=True)
+def _accumulate_db(dys, n0, nb, F, L, dbs):
+    """(C4) partial: ``db[f, k] += dy[n0+b, f, k]`` for ``b < nb`` (flat views; reduced over k by
+    the caller, so this loop vectorises)."""
+    for b in range(nb):
+        for f in range(F):
+            s0 = ((n0 + b) * F + f) * L
+            for k in range(L):
+                dbs[uintp(f * L + k)] += dys[uintp(s0 + k)]
+
+
+@njit(cache=True, nogil=True)
 def _backward_weight_slice(dy, x, KH, KW, stride, padding, lo, hi, nb_max, dwt, db):
     """(C3), (C4) for images ``lo ≤ n < hi``, added to ``dwt = dWᵀ (R, F)`` and ``db (F, L)``
     (``db`` summed elementwise over images, so the loop vectorises; reduced by the caller).
@@ -337,11 +348,7 @@ def _backward_weight_slice(dy, x, KH, KW, stride, padding, lo, hi, nb_max, dwt, 
     cs, dycs = cols.reshape(-1), dyc.reshape(-1)
     for n0 in range(lo, hi, nb_max):
         nb = min(nb_max, hi - n0)
-        for b in range(nb):
-            for f in range(F):
-                s0 = ((n0 + b) * F + f) * L
-                for k in range(L):
-                    dbs[uintp(f * L + k)] += dys[uintp(s0 + k)]
+        _accumulate_db(dys, n0, nb, F, L, dbs)
         if nb == 1:  # dWᵀ += cols @ dy[n0]ᵀ
             if pointwise:
                 gemm(nt, tr, R, F, L, xs, n0 * C * L, L, dys, n0 * F * L, L, 1.0, dws, z, F)
@@ -376,11 +383,7 @@ def _backward_slice(dy, x, w, stride, padding, lo, hi, nb_max, dwt, db, dx):
     cs, dycs = cols.reshape(-1), dyc.reshape(-1)
     for n0 in range(lo, hi, nb_max):
         nb = min(nb_max, hi - n0)
-        for b in range(nb):
-            for f in range(F):
-                s0 = ((n0 + b) * F + f) * L
-                for k in range(L):
-                    dbs[uintp(f * L + k)] += dys[uintp(s0 + k)]
+        _accumulate_db(dys, n0, nb, F, L, dbs)
         if nb == 1:
             if pointwise:  # dWᵀ += x[n0] @ dy[n0]ᵀ ;  dx[n0] = Wmᵀ @ dy[n0]
                 gemm(nt, tr, R, F, L, xs, n0 * C * L, L, dys, n0 * F * L, L, 1.0, dws, z, F)
