@@ -38,6 +38,81 @@ def _augmenter(enabled: bool, seed: int):
     return Augmenter(width_shift=0.1, height_shift=0.1, zoom=0.1, seed=seed) if enabled else None
 
 
+def pretrain_source(data, source_classes, path, epochs: int = 2, batch_size: int = 64, lr: float = 1e-3,
+                    optimizer: str = "adam", seed: int = 0, progress: bool = True, log=print) -> dict:
+    """Step 1: train ``seed_cnn`` (initialised with ``seed``) on every training image of
+    ``source_classes``, test it on their test images and save it to ``path`` (with the class
+    names).  Returns ``{"test_accuracy", "macro_f1", "seconds", "train_images"}``."""
+    names = list(data.class_names)
+    xs, ys = select_classes(data.x_train, data.y_train, source_classes)
+    xs_test, ys_test = select_classes(data.x_test, data.y_test, source_classes)
+    log(f"source: {len(xs)} training images of classes {[names[c] for c in source_classes]}")
+    t0 = time.perf_counter()
+    source = seed_cnn(data.x_train.shape[1:], len(source_classes), seed=seed)
+    fit(source, xs, ys, make_optimizer(optimizer, source, lr=lr), epochs=epochs,
+        batch_size=batch_size, seed=seed, progress=progress, desc="source ")
+    ev = evaluate(source, xs_test, ys_test)
+    summary = {"test_accuracy": ev.accuracy, "macro_f1": ev.macro_f1,
+               "seconds": time.perf_counter() - t0, "train_images": int(len(xs))}
+    log(f"source: test accuracy {ev.accuracy:.4f} ({summary['seconds']:.1f}s)")
+    io.save(source, path, extra={"class_names": [names[c] for c in source_classes]})
+    return summary
+
+
+def fine_tune(model, x, y, seed: int, fine_tune_from: str = "conv3", finetune_epochs: int = 30,
+              batch_size: int = 20, lr: float = 1e-3, optimizer: str = "adam", augment: bool = True,
+              progress: bool = True) -> float:
+    """Unfreeze the base from layer ``fine_tune_from`` up to ``flatten`` and train everything trainable
+    at ``lr / 10`` for ``finetune_epochs``; returns the seconds taken.
+
+    ``fine_tune_from="conv3"`` (the recipe's default) unfreezes ``conv3, relu3, flatten``;
+    ``"conv1"`` the whole base.
+    """
+    names = [layer.name for layer in model.layers]
+    if fine_tune_from not in names[:names.index("flatten")]:
+        raise ValueError(f"fine_tune: 'fine_tune_from' must be a base layer, one of "
+                         f"{names[:names.index('flatten')]}, got {fine_tune_from!r}")
+    t0 = time.perf_counter()
+    model.unfreeze(*names[names.index(fine_tune_from):names.index("flatten") + 1])
+    fit(model, x, y, make_optimizer(optimizer, model, lr=lr / 10), epochs=finetune_epochs,
+        batch_size=batch_size, seed=seed + 1, augment=_augmenter(augment, seed + 1), progress=progress,
+        desc="finetune ")
+    return time.perf_counter() - t0
+
+
+def train_arm(arm: str, source_path, x, y, num_classes: int, seed: int, fine_tune_from: str = "conv3",
+              scratch_epochs: int = 60, head_epochs: int = 60, finetune_epochs: int = 30,
+              batch_size: int = 20, lr: float = 1e-3, optimizer: str = "adam", augment: bool = True,
+              progress: bool = True):
+    """Train one arm of the recipe on the labelled images ``x, y`` of draw ``seed``; returns
+    ``(model, seconds)``.  ``source_path`` is the pretrained source checkpoint (unused by
+    ``scratch``).  Every arm is a pure function of its arguments: the same call gives the same
+    model, whichever process runs it (the sweep relies on this).
+
+    - ``scratch``: ``seed_cnn`` initialised with ``seed + 1``, trained ``scratch_epochs``;
+    - ``frozen``: the same network, the source base loaded and frozen, the head trained ``head_epochs``;
+    - ``finetune``: the frozen arm, then :func:`fine_tune` from ``fine_tune_from`` (seconds include both).
+    """
+    if arm not in ARMS:
+        raise ValueError(f"train_arm: unknown arm {arm!r}; arms: {list(ARMS)}")
+    shape = tuple(np.asarray(x).shape[1:])
+    t0 = time.perf_counter()
+    model = seed_cnn(shape, num_classes, seed=seed + 1)
+    if arm == "scratch":
+        epochs, desc = scratch_epochs, "scratch "
+    else:
+        io.load_weights(model, source_path, layers=SEED_CNN_BASE)
+        model.freeze(up_to="flatten")
+        epochs, desc = head_epochs, "frozen "
+    fit(model, x, y, make_optimizer(optimizer, model, lr=lr), epochs=epochs, batch_size=batch_size,
+        seed=seed, augment=_augmenter(augment, seed), progress=progress, desc=desc)
+    seconds = time.perf_counter() - t0
+    if arm == "finetune":
+        seconds += fine_tune(model, x, y, seed, fine_tune_from=fine_tune_from, finetune_epochs=finetune_epochs,
+                             batch_size=batch_size, lr=lr, optimizer=optimizer, augment=augment, progress=progress)
+    return model, seconds
+
+
 def run_transfer(data, data_name: str, source_classes, target_classes, labels_per_class: int = 20,
                  source_epochs: int = 2, scratch_epochs: int = 60, head_epochs: int = 60,
                  finetune_epochs: int = 30, batch_size: int = 64, target_batch_size: int = 20,
@@ -57,20 +132,6 @@ def run_transfer(data, data_name: str, source_classes, target_classes, labels_pe
         "scratch_epochs": scratch_epochs, "head_epochs": head_epochs, "finetune_epochs": finetune_epochs,
         "batch_size": batch_size, "target_batch_size": target_batch_size, "lr": lr,
         "optimizer": optimizer, "augment": augment, "repeats": repeats, "seed": seed}, "arms": {}}
-    shape = data.x_train.shape[1:]
-
-    # 1. pretrain on the source task
-    xs, ys = select_classes(data.x_train, data.y_train, source_classes)
-    xs_test, ys_test = select_classes(data.x_test, data.y_test, source_classes)
-    log(f"source: {len(xs)} training images of classes {[names[c] for c in source_classes]}")
-    t0 = time.perf_counter()
-    source = seed_cnn(shape, len(source_classes), seed=seed)
-    fit(source, xs, ys, make_optimizer(optimizer, source, lr=lr), epochs=source_epochs,
-        batch_size=batch_size, seed=seed, progress=progress, desc="source ")
-    src_eval = evaluate(source, xs_test, ys_test)
-    result["source"] = {"test_accuracy": src_eval.accuracy, "macro_f1": src_eval.macro_f1,
-                        "seconds": time.perf_counter() - t0, "train_images": int(len(xs))}
-    log(f"source: test accuracy {src_eval.accuracy:.4f} ({result['source']['seconds']:.1f}s)")
 
     tmp = None
     if save_dir is None:
@@ -78,7 +139,9 @@ def run_transfer(data, data_name: str, source_classes, target_classes, labels_pe
         save_dir = tmp.name
     os.makedirs(save_dir, exist_ok=True)
     source_path = os.path.join(save_dir, "source.npz")
-    io.save(source, source_path, extra={"class_names": [names[c] for c in source_classes]})
+    result["source"] = pretrain_source(data, source_classes, source_path, epochs=source_epochs,
+                                       batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
+                                       progress=progress, log=log)
 
     # 2. the arms, on the same labelled images, for each draw of those images
     xt_all, yt_all = select_classes(data.x_train, data.y_train, target_classes)
@@ -99,29 +162,16 @@ def run_transfer(data, data_name: str, source_classes, target_classes, labels_pe
                 io.save(model, os.path.join(save_dir, f"{arm}.npz"), extra={"class_names": target_names})
             return ev
 
-        t0 = time.perf_counter()
-        scratch = seed_cnn(shape, len(target_classes), seed=s + 1)
-        fit(scratch, xt, yt, make_optimizer(optimizer, scratch, lr=lr), epochs=scratch_epochs,
-            batch_size=target_batch_size, seed=s, augment=_augmenter(augment, s), progress=progress,
-            desc="scratch ")
-        record("scratch", scratch, time.perf_counter() - t0)
-
-        t0 = time.perf_counter()
-        model = seed_cnn(shape, len(target_classes), seed=s + 1)
-        io.load_weights(model, source_path, layers=SEED_CNN_BASE)
-        model.freeze(up_to="flatten")
-        fit(model, xt, yt, make_optimizer(optimizer, model, lr=lr), epochs=head_epochs,
-            batch_size=target_batch_size, seed=s, augment=_augmenter(augment, s), progress=progress,
-            desc="frozen ")
-        frozen_seconds = time.perf_counter() - t0
+        hyper = dict(scratch_epochs=scratch_epochs, head_epochs=head_epochs, finetune_epochs=finetune_epochs,
+                     batch_size=target_batch_size, lr=lr, optimizer=optimizer, augment=augment, progress=progress)
+        scratch, seconds = train_arm("scratch", source_path, xt, yt, len(target_classes), s, **hyper)
+        record("scratch", scratch, seconds)
+        model, frozen_seconds = train_arm("frozen", source_path, xt, yt, len(target_classes), s, **hyper)
         record("frozen", model, frozen_seconds)
-
-        t0 = time.perf_counter()
-        model.unfreeze("conv3", "relu3")
-        fit(model, xt, yt, make_optimizer(optimizer, model, lr=lr / 10), epochs=finetune_epochs,
-            batch_size=target_batch_size, seed=s + 1, augment=_augmenter(augment, s + 1), progress=progress,
-            desc="finetune ")
-        ev = record("finetune", model, frozen_seconds + time.perf_counter() - t0)
+        seconds = frozen_seconds + fine_tune(model, xt, yt, s, finetune_epochs=finetune_epochs,
+                                             batch_size=target_batch_size, lr=lr, optimizer=optimizer,
+                                             augment=augment, progress=progress)
+        ev = record("finetune", model, seconds)
         if r == 0:
             result["finetune_report"] = ev.as_dict()
 
