@@ -109,7 +109,7 @@ def _ops_table():
         ops.dense: (("x", "w", "b"), lambda dy, a, kw: ops.dense_backward(dy, a[0], a[1])),
         ops.relu: (("x",), lambda dy, a, kw: (_flat(_act.relu_backward, dy, a[0]),)),
         ops.sigmoid: (("x",), lambda dy, a, kw: (_flat(_act.sigmoid_backward, dy, ops.sigmoid(a[0])),)),
-        ops.softmax: (("x",), lambda dy, a, kw: (_rows(_act.softmax_rows_backward, dy, ops.softmax(a[0])),)),
+        ops.softmax: (("x",), lambda dy, a, kw: (_rows(_act.softmax_backward, dy, ops.softmax(a[0])),)),
     }
 
 
@@ -172,10 +172,7 @@ def _check_module(module, args, rng, eps, max_entries, seed):
     m.zero_grad()
     y = m.forward(x, training=True)
     r = rng.standard_normal(y.shape)
-    if hasattr(m, "layers"):
-        dx = m.backward(r, input_grad=True)
-    else:
-        dx = m.backward(r, need_input_grad=True)
+    dx = m.backward(r, input_grad=True)
     # frozen layers compute no parameter gradient: check only trainable parameters
     trainable = [p for p in params if p.layer.trainable]
     arrays = {"input": x, **{p.name: p.value for p in trainable}}

@@ -119,7 +119,7 @@ class Sequential:
             return None
         for i in range(len(self.layers) - 1, stop - 1, -1):
             need_dx = input_grad or i > stop
-            dy = self.layers[i].backward(dy, need_input_grad=need_dx)
+            dy = self.layers[i].backward(dy, input_grad=need_dx)
         return dy if input_grad else None
 
     # -- freezing ----------------------------------------------------------------------------
@@ -169,11 +169,14 @@ class Sequential:
             shape = layer.output_shape(shape)
         return shape
 
+    def parameter_count(self, trainable: bool | None = None) -> int:
+        """Number of parameter entries: all, or only those of trainable (``trainable=True``) or
+        frozen (``trainable=False``) layers.  Same method as :meth:`Layer.parameter_count`."""
+        return sum(l.parameter_count(trainable) for l in self.layers)
+
     def count_parameters(self) -> tuple[int, int]:
-        """``(trainable, non_trainable)`` parameter counts."""
-        t = sum(l.parameter_count() for l in self.layers if l.trainable)
-        n = sum(l.parameter_count() for l in self.layers if not l.trainable)
-        return t, n
+        """``(trainable, non_trainable)`` parameter counts, as :meth:`summary` prints them."""
+        return self.parameter_count(True), self.parameter_count(False)
 
     def summary(self, print_fn=print) -> str:
         """Keras-style table: layer (type), output shape, parameter count, trainable; totals."""

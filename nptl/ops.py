@@ -96,8 +96,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0):
     check_shape(dy, out_shape, "dy", where)
     stride, padding = int(stride), int(padding)
     configure_threads()
-    dw, db, dx = _conv.conv2d_backward_weight(dy, x, w.shape, stride, padding, w=w)  # one fused pass
-    return dx, dw, db
+    return _conv.conv2d_backward(dy, x, w, stride, padding)  # one fused pass
 
 
 # ----------------------------------------------------------------------------------------------
@@ -119,7 +118,7 @@ def max_pool2d_backward(dy, x, size, stride=None):
     dy = _nchw(dy, "dy", where, x.dtype)
     check_shape(dy, pool2d_output_shape(x.shape, size, stride, where), "dy", where)
     _, arg = _pool.max_pool2d_forward(x, int(size), int(size if stride is None else stride))
-    return _pool.max_pool2d_backward_argmax(dy, arg, x.shape[2], x.shape[3])
+    return _pool.max_pool2d_backward(dy, arg, x.shape[2], x.shape[3])
 
 
 def avg_pool2d(x, size, stride=None):
@@ -172,8 +171,7 @@ def dense_backward(dy, x, w):
     x, w = _dense_args(x, w, where)
     dy = as_array(dy, "dy", x.dtype, where)
     check_shape(dy, (x.shape[0], w.shape[1]), "dy", where)
-    dw, db = _dense.dense_backward_weight(dy, x)
-    return _dense.dense_backward_input(dy, w), dw, db
+    return _dense.dense_backward(dy, x, w)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,7 +198,7 @@ def softmax(x):
     x = _float(x, "softmax")
     if x.ndim == 0:
         raise ValueError("softmax: argument 'x' must have at least 1 dimension, got a scalar")
-    return _act.softmax_rows(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+    return _act.softmax_forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -236,7 +234,7 @@ def cross_entropy(logits, labels):
         raise ValueError(f"{where}: empty batch, 'logits' has shape {z.shape}")
     check_finite(z, "logits", where)
     lab = check_labels(labels, z.shape[0], z.shape[1], where)
-    loss, dz = _loss.cross_entropy_forward_backward(z, lab)
+    loss, dz = _loss.cross_entropy_forward(z, lab)
     return z.dtype.type(loss), dz
 
 
@@ -257,12 +255,12 @@ def _pair(a, b, names, where):
 def binary_cross_entropy(logits, targets):
     """Mean binary cross-entropy on logits in the stable form (B1), gradient (B2)."""
     z, t = _pair(logits, targets, ("logits", "targets"), "binary_cross_entropy")
-    loss, dz = _loss.binary_cross_entropy_forward_backward(z.reshape(-1), t.reshape(-1))
+    loss, dz = _loss.binary_cross_entropy_forward(z.reshape(-1), t.reshape(-1))
     return z.dtype.type(loss), dz.reshape(z.shape)
 
 
 def mse(pred, target):
     """Mean squared error over all elements (M1) and its gradient (M2)."""
     p, t = _pair(pred, target, ("pred", "target"), "mse")
-    loss, dp = _loss.mse_forward_backward(p.reshape(-1), t.reshape(-1))
+    loss, dp = _loss.mse_forward(p.reshape(-1), t.reshape(-1))
     return p.dtype.type(loss), dp.reshape(p.shape)

@@ -326,10 +326,6 @@ class Adam(Optimizer):
         self.betas = (_unit_interval(b1, self._owner, "betas[0]"), _unit_interval(b2, self._owner, "betas[1]"))
         self.eps = _non_negative(eps, self._owner, "eps")
 
-    @property
-    def _owner(self) -> str:  # name used in error messages
-        return "AdamW" if getattr(self, "decoupled", False) else "Adam"
-
     def _update(self, p, state, lr) -> None:
         value = p.value
         t = value.dtype.type
@@ -364,12 +360,17 @@ class Adam(Optimizer):
         value -= tmp
 
 
-def AdamW(model, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
-          l1: float = 0.0, l2: float = 0.0, regularize_bias: bool = True) -> Adam:
-    """``Adam(..., decoupled=True)`` with torch.optim.AdamW's default ``weight_decay=0.01``."""
-    return Adam(model, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, l1=l1, l2=l2,
-                decoupled=True, regularize_bias=regularize_bias)
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as ``torch.optim.AdamW``:
+    ``Adam(..., decoupled=True)`` with torch's default ``weight_decay=0.01`` (formulas in
+    :class:`Adam`)."""
 
+    _HYPER = tuple(k for k in Adam._HYPER if k != "decoupled")
+
+    def __init__(self, model, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01, l1: float = 0.0, l2: float = 0.0, regularize_bias: bool = True):
+        super().__init__(model, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, l1=l1, l2=l2,
+                         decoupled=True, regularize_bias=regularize_bias)
 
 
 # -- factory --------------------------------------------------------------------------------------
@@ -390,7 +391,7 @@ OPTIMIZERS = {
     "momentum": _momentum,   # SGD, momentum defaults to 0.9
     "nesterov": _nesterov,   # SGD, nesterov=True, momentum defaults to 0.9
     "adam": Adam,
-    "adamw": AdamW,          # Adam(decoupled=True), weight_decay defaults to 0.01
+    "adamw": AdamW,          # Adam with decoupled weight decay, weight_decay defaults to 0.01
 }
 
 

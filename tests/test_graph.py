@@ -67,6 +67,8 @@ def test_frozen_layers_never_compute_parameter_gradients(monkeypatch):
             return fn(*a, **k)
         return wrapped
 
+    # both kernels that compute (C3): the fused one (with dx) and the weight-only one
+    monkeypatch.setattr(conv_kernel, "conv2d_backward", count("conv_w", conv_kernel.conv2d_backward))
     monkeypatch.setattr(conv_kernel, "conv2d_backward_weight", count("conv_w", conv_kernel.conv2d_backward_weight))
     monkeypatch.setattr(dense_kernel, "dense_backward_weight", count("dense_w", dense_kernel.dense_backward_weight))
     m = small_cnn()
@@ -106,9 +108,9 @@ def test_backward_stops_at_the_lowest_trainable_layer(monkeypatch):
     for layer in m.layers:
         orig = layer.backward
 
-        def spy(dy, need_input_grad=True, _name=layer.name, _orig=orig):
-            calls.append((_name, need_input_grad))
-            return _orig(dy, need_input_grad)
+        def spy(dy, input_grad=True, _name=layer.name, _orig=orig):
+            calls.append((_name, input_grad))
+            return _orig(dy, input_grad)
         monkeypatch.setattr(layer, "backward", spy)
     x, y = data()
     sgd_steps(m, x, y, 1)
@@ -150,6 +152,10 @@ def test_summary_counts_trainable_and_non_trainable():
     m.freeze(up_to="flatten")
     base = 32 * 9 + 32 + 64 * 32 * 9 + 64 + 64 * 64 * 9 + 64
     assert m.count_parameters() == (total - base, base)
+    assert (m.parameter_count(), m.parameter_count(trainable=True), m.parameter_count(trainable=False)) \
+        == (total, total - base, base)
+    assert m["conv1"].parameter_count() == m["conv1"].parameter_count(trainable=False) == 32 * 9 + 32
+    assert m["conv1"].parameter_count(trainable=True) == 0
     text = m.summary(print_fn=None)
     assert f"Total params: {total:,}" in text
     assert f"Trainable params: {total - base:,}" in text

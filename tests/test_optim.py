@@ -565,7 +565,12 @@ def test_make_optimizer():
     ad = make_optimizer("adam", m)
     assert isinstance(ad, Adam) and not ad.decoupled and ad.lr == 1e-3 and ad.weight_decay == 0
     aw = make_optimizer("adamw", m)
-    assert aw.decoupled and aw.weight_decay == 0.01
+    assert type(aw) is AdamW and isinstance(aw, Adam) and aw.decoupled and aw.weight_decay == 0.01
+    sd = aw.state_dict()
+    assert sd["optimizer"] == "AdamW" and "decoupled" not in sd["hyperparameters"]
+    AdamW(m, weight_decay=0.5).load_state_dict(sd)
+    with pytest.raises(ValueError, match="state dict is for optimizer 'AdamW'"):
+        Adam(m).load_state_dict(sd)
     assert all(isinstance(make_optimizer(n, m), Optimizer) for n in ("sgd", "momentum", "nesterov", "adam", "adamw"))
     with pytest.raises(ValueError, match=r"unknown optimizer 'rmsprop'; choose from \['adam', 'adamw'"):
         make_optimizer("rmsprop", m)

@@ -3,4 +3,10 @@
 ``reference`` holds the formulas as plain loops (the oracle); ``conv2d``, ``pool``, ``dense``,
 ``activations`` and ``losses`` hold the fast twins.  Kernels never import layers, and trust
 their arguments: validation lives in :mod:`nptl.ops`.
+
+Names: the kernel behind ``ops.<op>`` is ``<op>_forward``, behind ``ops.<op>_backward`` it is
+``<op>_backward``, returning every gradient in the order ``(dx, dw, db)``; the partial ones are
+``<op>_backward_input`` (``dx``) and ``<op>_backward_weight`` (``(dw, db)``).  A loss kernel
+``<loss>_forward`` returns ``(loss, gradient)`` as the loss op does.  ``schedule`` splits a batch
+over threads for the GEMM-based kernels.
 """

@@ -61,7 +61,7 @@ def sigmoid_backward(dy, y):
 
 
 @njit(cache=True, parallel=True)
-def softmax_rows(x):
+def softmax_forward(x):
     """(SM1) for each row of a 2-D array."""
     R, K = x.shape
     y = np.empty_like(x)
@@ -81,7 +81,7 @@ def softmax_rows(x):
 
 
 @njit(cache=True, parallel=True)
-def softmax_rows_backward(dy, y):
+def softmax_backward(dy, y):
     """(SM2) for each row, from the forward output ``y``."""
     R, K = y.shape
     dx = np.empty_like(dy)

@@ -24,12 +24,12 @@ private buffers and calls a *single-threaded* BLAS GEMM (:mod:`nptl.kernels.conv
 each chunk, so no BLAS threads spin against Numba's.  Threads share only read-only inputs,
 disjoint rows of ``y``/``dx``, and write per-thread ``dW``/``db`` partials that are summed at
 the end in a fixed order (results do not depend on scheduling).  The chunk size ``nb`` makes
-the GEMMs wide enough (``nb·L ≈ 512`` columns, :data:`CHUNK_COLUMNS`) for small images while
-keeping the per-thread buffers near L2 size (measured per shape on the suite; see
-:func:`_plan`); with ``nb = 1`` the GEMM writes straight into ``y[n]`` and reads ``dy[n]`` in place (no
+the GEMMs wide enough (``nb·L ≈ 512`` columns, :data:`nptl.kernels.schedule.CHUNK_COLUMNS`) for small images while
+keeping the per-thread buffers near L2 size (measured per shape on the suite; the split and
+the thread pool are :mod:`nptl.kernels.schedule`); with ``nb = 1`` the GEMM writes straight into ``y[n]`` and reads ``dy[n]`` in place (no
 transposes).  A 1×1, stride-1, unpadded convolution uses ``x[n]`` itself as ``cols``.
 When dx and dW are both wanted, one fused pass (:func:`_backward_slice`, reached as
-``conv2d_backward_weight(..., w=w)``) gathers each dy chunk once for both GEMMs and reuses the
+:func:`conv2d_backward`) gathers each dy chunk once for both GEMMs and reuses the
 ``cols`` buffer for ``dcols``.  Outputs narrower than :data:`SMALL_WO` are im2col'd/col2im'd
 through a per-geometry tap table (one gather per row and image) instead of row by row.
 
@@ -39,37 +39,12 @@ formulas run as whole-batch im2col + NumPy matmul (the ``_np_*`` functions below
 """
 from __future__ import annotations
 
-import os
-
-import numba
 import numpy as np
 from numba import njit, prange, uintp
 
 from . import conv2d_blas as _blas
 from .conv2d_blas import NO_TRANS, TRANS, gemm
-
-#: GEMM width to aim for (columns = images per chunk × Ho·Wo) ...
-CHUNK_COLUMNS = 512
-#: ... unless the chunk's cols buffer (R × columns) would outgrow this many bytes (L2 is 1 MB per
-#: Zen 4 core; a 256 KB bound measured 10-30% slower on seed-cnn-2 and vgg-block than 512 columns)
-CHUNK_BYTES = 2 * 1024 * 1024
-
-
-def _plan(N, L, R=1, itemsize=4, pointwise=False):
-    """``(T, nb)``: threads to split the batch over and images per GEMM chunk.  A pointwise
-    convolution with ``L ≥ 64`` keeps ``nb = 1``: its GEMMs then read ``x[n]`` in place, which
-    beat copying 3 images into one wider GEMM by 10-25% on the suite's 1×1 shape."""
-    T = numba.get_num_threads()
-    if _blas.blas_threads() > 1:  # BLAS parallelises internally: do not nest two pools
-        T = 1
-    T = max(1, min(T, N))
-    per_thread = -(-N // T)
-    by_cache = CHUNK_BYTES // (R * L * itemsize)
-    nb = max(1, min(per_thread, -(-CHUNK_COLUMNS // L), by_cache))
-    if pointwise and L >= 64:
-        nb = 1
-    return T, nb
-
+from .schedule import plan, run_slices
 
 # ----------------------------------------------------------------------------------------------
 # chunk helpers (serial; called inside a thread's chunk loop)
@@ -400,43 +375,15 @@ def _backward_slice(dy, x, w, stride, padding, lo, hi, nb_max, dwt, db, dx):
         _col2im_chunk(cols, n0, nb, KH, KW, stride, padding, Ho, Wo, dx)
 
 
-_executor = None
-_executor_key = None
-
-
-def _run(T, N, task):
-    """Run ``task(t, lo, hi)`` for the ``T`` slices of ``N`` images: slice 0 in the calling
-    thread, the others on a persistent pool of ``T−1`` Python threads.  The slice kernels are
-    ``nogil`` and call single-threaded BLAS, so the threads run truly in parallel and nothing
-    else spins.  (A Numba ``prange`` driver did the same but re-optimised the whole slice kernel
-    inside every parallel wrapper: +8 s of first-call compilation per pass.)"""
-    global _executor, _executor_key
-    bounds = [(t * N) // T for t in range(T + 1)]
-    if T == 1:
-        task(0, 0, N)
-        return
-    key = (os.getpid(), T)  # a forked child inherits the pool object but not its threads
-    if _executor is None or _executor_key != key:
-        from concurrent.futures import ThreadPoolExecutor
-        _executor = ThreadPoolExecutor(max_workers=T - 1, thread_name_prefix="nptl-conv")
-        _executor_key = key
-    futures = [_executor.submit(task, t, bounds[t], bounds[t + 1]) for t in range(1, T)]
-    try:
-        task(0, bounds[0], bounds[1])
-    finally:
-        for f in futures:
-            f.result()
-
-
 def _forward(x, w, bias, stride, padding, Ho, Wo, T, nb_max):
     y = np.empty((x.shape[0], w.shape[0], Ho, Wo), dtype=x.dtype)
-    _run(T, x.shape[0], lambda t, lo, hi: _forward_slice(x, w, bias, stride, padding, lo, hi, nb_max, y))
+    run_slices(T, x.shape[0], lambda t, lo, hi: _forward_slice(x, w, bias, stride, padding, lo, hi, nb_max, y))
     return y
 
 
 def _backward_input(dy, w, H, W, stride, padding, T, nb_max):
     dx = np.zeros((dy.shape[0], w.shape[1], H, W), dtype=dy.dtype)
-    _run(T, dy.shape[0], lambda t, lo, hi: _backward_input_slice(dy, w, stride, padding, lo, hi, nb_max, dx))
+    run_slices(T, dy.shape[0], lambda t, lo, hi: _backward_input_slice(dy, w, stride, padding, lo, hi, nb_max, dx))
     return dx
 
 
@@ -445,23 +392,23 @@ def _backward_weight(dy, x, KH, KW, stride, padding, T, nb_max):
     C = x.shape[1]
     dwp = np.zeros((T, C * KH * KW, F), dtype=dy.dtype)   # per-thread partial dWᵀ sums,
     dbp = np.zeros((T, F, Ho * Wo), dtype=dy.dtype)       # reduced in a fixed order
-    _run(T, N, lambda t, lo, hi: _backward_weight_slice(dy, x, KH, KW, stride, padding, lo, hi, nb_max,
+    run_slices(T, N, lambda t, lo, hi: _backward_weight_slice(dy, x, KH, KW, stride, padding, lo, hi, nb_max,
                                                         dwp[t], dbp[t]))
     dw = np.ascontiguousarray(dwp.sum(axis=0).T).reshape(F, C, KH, KW)
     return dw, dbp.sum(axis=(0, 2))
 
 
 def _backward(dy, x, w, stride, padding, T, nb_max):
-    """``(dw, db, dx)`` from one fused pass (:func:`_backward_slice`)."""
+    """``(dx, dw, db)`` from one fused pass (:func:`_backward_slice`)."""
     N, F, Ho, Wo = dy.shape
     _, C, KH, KW = w.shape
     dwp = np.zeros((T, C * KH * KW, F), dtype=dy.dtype)
     dbp = np.zeros((T, F, Ho * Wo), dtype=dy.dtype)
     dx = np.zeros(x.shape, dtype=dy.dtype)
-    _run(T, N, lambda t, lo, hi: _backward_slice(dy, x, w, stride, padding, lo, hi, nb_max,
+    run_slices(T, N, lambda t, lo, hi: _backward_slice(dy, x, w, stride, padding, lo, hi, nb_max,
                                                  dwp[t], dbp[t], dx))
     dw = np.ascontiguousarray(dwp.sum(axis=0).T).reshape(F, C, KH, KW)
-    return dw, dbp.sum(axis=(0, 2)), dx
+    return dx, dw, dbp.sum(axis=(0, 2))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -482,7 +429,7 @@ def conv2d_forward(x, w, b, stride, padding):
     Ho, Wo = output_size(H, W, KH, KW, stride, padding)
     if not _blas.AVAILABLE:
         return _np_forward(x, w, b, stride, padding, Ho, Wo)
-    T, nb = _plan(N, Ho * Wo, C * KH * KW, x.itemsize, _pointwise(KH, KW, stride, padding))
+    T, nb = plan(N, Ho * Wo, C * KH * KW, x.itemsize, _pointwise(KH, KW, stride, padding))
     return _forward(x, w, b, stride, padding, Ho, Wo, T, nb)
 
 
@@ -491,25 +438,32 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding):
     N, C, H, W = x_shape
     if not _blas.AVAILABLE:
         return _np_backward_input(dy, w, x_shape, stride, padding)
-    T, nb = _plan(N, dy.shape[2] * dy.shape[3], C * w.shape[2] * w.shape[3], dy.itemsize,
+    T, nb = plan(N, dy.shape[2] * dy.shape[3], C * w.shape[2] * w.shape[3], dy.itemsize,
                   _pointwise(w.shape[2], w.shape[3], stride, padding))
     return _backward_input(dy, w, H, W, stride, padding, T, nb)
 
 
-def conv2d_backward_weight(dy, x, w_shape, stride, padding, w=None):
-    """(C3) and (C4): ``(dw (F, C, KH, KW), db (F,))``.  Given the weights ``w`` (of shape
-    ``w_shape``), also (C2) in the same pass over the batch: ``(dw, db, dx (N, C, H, W))`` —
-    cheaper than this plus :func:`conv2d_backward_input` (one gather of dy, one dispatch)."""
+def conv2d_backward_weight(dy, x, w_shape, stride, padding):
+    """(C3) and (C4): ``(dw (F, C, KH, KW), db (F,))`` — for a layer whose input gradient is
+    not wanted (the lowest trainable layer)."""
     KH, KW = w_shape[2], w_shape[3]
     if not _blas.AVAILABLE:
-        dw, db = _np_backward_weight(dy, x, w_shape, stride, padding)
-        if w is None:
-            return dw, db
-        return dw, db, _np_backward_input(dy, w, x.shape, stride, padding)
-    T, nb = _plan(x.shape[0], dy.shape[2] * dy.shape[3], x.shape[1] * KH * KW, dy.itemsize,
-                  _pointwise(KH, KW, stride, padding))
-    if w is None:
-        return _backward_weight(dy, x, KH, KW, stride, padding, T, nb)
+        return _np_backward_weight(dy, x, w_shape, stride, padding)
+    T, nb = plan(x.shape[0], dy.shape[2] * dy.shape[3], x.shape[1] * KH * KW, dy.itemsize,
+                 _pointwise(KH, KW, stride, padding))
+    return _backward_weight(dy, x, KH, KW, stride, padding, T, nb)
+
+
+def conv2d_backward(dy, x, w, stride, padding):
+    """(C2), (C3) and (C4) in one pass over the batch: ``(dx (N, C, H, W), dw (F, C, KH, KW),
+    db (F,))`` — cheaper than :func:`conv2d_backward_input` plus :func:`conv2d_backward_weight`
+    (one gather of dy per chunk, one dispatch)."""
+    KH, KW = w.shape[2], w.shape[3]
+    if not _blas.AVAILABLE:
+        dw, db = _np_backward_weight(dy, x, w.shape, stride, padding)
+        return _np_backward_input(dy, w, x.shape, stride, padding), dw, db
+    T, nb = plan(x.shape[0], dy.shape[2] * dy.shape[3], x.shape[1] * KH * KW, dy.itemsize,
+                 _pointwise(KH, KW, stride, padding))
     return _backward(dy, x, w, stride, padding, T, nb)
 
 

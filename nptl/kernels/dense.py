@@ -26,3 +26,8 @@ def dense_backward_input(dy, w):
 def dense_backward_weight(dy, x):
     """(D3) and (D4)."""
     return x.T @ dy, dy.sum(axis=0)
+
+
+def dense_backward(dy, x, w):
+    """(D2), (D3), (D4): ``(dx, dw, db)``."""
+    return (dense_backward_input(dy, w),) + dense_backward_weight(dy, x)

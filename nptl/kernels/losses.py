@@ -1,5 +1,9 @@
 """Fast loss kernels (Numba). Losses are accumulated in float64 and returned as Python floats.
 
+A loss kernel ``<loss>_forward`` returns ``(loss, gradient w.r.t. its first argument)``, as the
+op of the same name in :mod:`nptl.ops` does: the gradient costs one more pass over data that is
+already in cache, and a loss is always the end of the graph.
+
 (L1) cross-entropy on logits, fused with softmax via log-sum-exp (finite for |z| ~ 1e4):
      ``L = (1/N) Σ_n [m_n + log Σ_k e^{z[n,k]−m_n} − z[n,y_n]]``, ``m_n = max_k z[n,k]``
 (L2) ``dL/dz[n,k] = (softmax(z)[n,k] − [k = y_n]) / N``
@@ -17,7 +21,7 @@ from numba import njit
 
 
 @njit(cache=True)
-def cross_entropy_forward_backward(z, labels):
+def cross_entropy_forward(z, labels):
     """(L1) and (L2) for ``z (N, K)`` and integer ``labels (N,)``.
 
     Per row, in float64: ``s = Σ_k e^{z_k − m}``, loss ``log s − (z_y − m)`` (no cancellation
@@ -46,7 +50,7 @@ def cross_entropy_forward_backward(z, labels):
 
 
 @njit(cache=True)
-def binary_cross_entropy_forward_backward(z, t):
+def binary_cross_entropy_forward(z, t):
     """(B1) and (B2) on flat arrays."""
     M = z.size
     dz = np.empty_like(z)
@@ -64,7 +68,7 @@ def binary_cross_entropy_forward_backward(z, t):
 
 
 @njit(cache=True)
-def mse_forward_backward(p, t):
+def mse_forward(p, t):
     """(M1) and (M2) on flat arrays."""
     M = p.size
     dp = np.empty_like(p)

@@ -72,7 +72,7 @@ def max_pool2d_forward(x, size, stride):
 
 
 @njit(cache=True, parallel=True)
-def max_pool2d_backward_argmax(dy, arg, H, W):
+def max_pool2d_backward(dy, arg, H, W):
     """(P2): ``dx[n,c,argmax] += dy[n,c,i,j]`` (accumulates where windows overlap)."""
     N, C, Ho, Wo = dy.shape
     dx = np.empty((N, C, H, W), dtype=dy.dtype)

@@ -28,9 +28,9 @@ class ReLU(_Activation):
             self._x = x
         return kernel.relu_forward(x.reshape(-1)).reshape(x.shape)
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, dy, input_grad=True):
         x = self._need_cache("_x")
-        if not need_input_grad:
+        if not input_grad:
             return None
         return kernel.relu_backward(self._as_dtype(dy).reshape(-1), x.reshape(-1)).reshape(x.shape)
 
@@ -51,9 +51,9 @@ class Sigmoid(_Activation):
             self._y = y
         return y
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, dy, input_grad=True):
         y = self._need_cache("_y")
-        if not need_input_grad:
+        if not input_grad:
             return None
         return kernel.sigmoid_backward(self._as_dtype(dy).reshape(-1), y.reshape(-1)).reshape(y.shape)
 
@@ -74,14 +74,14 @@ class Softmax(_Activation):
 
     def forward(self, x, training=False):
         x = self._checked(x)
-        y = kernel.softmax_rows(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+        y = kernel.softmax_forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
         if training:
             self._y = y
         return y
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, dy, input_grad=True):
         y = self._need_cache("_y")
-        if not need_input_grad:
+        if not input_grad:
             return None
         K = y.shape[-1]
-        return kernel.softmax_rows_backward(self._as_dtype(dy).reshape(-1, K), y.reshape(-1, K)).reshape(y.shape)
+        return kernel.softmax_backward(self._as_dtype(dy).reshape(-1, K), y.reshape(-1, K)).reshape(y.shape)

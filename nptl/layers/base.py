@@ -94,7 +94,12 @@ class Layer:
     def parameters(self) -> list[Parameter]:
         return [Parameter(self, k) for k in self.params]
 
-    def parameter_count(self) -> int:
+    def parameter_count(self, trainable: bool | None = None) -> int:
+        """Number of parameter entries: all (``trainable=None``), or only if this layer's
+        ``trainable`` flag equals ``trainable`` (else 0).  Same method as
+        :meth:`nptl.Sequential.parameter_count`."""
+        if trainable is not None and bool(trainable) != self.trainable:
+            return 0
         return int(sum(v.size for v in self.params.values()))
 
     def zero_grad(self) -> None:
@@ -105,9 +110,9 @@ class Layer:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, dy: np.ndarray, need_input_grad: bool = True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True):
         """Accumulate parameter gradients (if trainable) and return ``dx`` (or None when
-        ``need_input_grad`` is False)."""
+        ``input_grad`` is False).  Same keyword as :meth:`nptl.Sequential.backward`."""
         raise NotImplementedError
 
     def _input(self, x, expected: tuple, layout: str) -> np.ndarray:

@@ -77,18 +77,18 @@ class Conv2D(Layer):
             self._x = x
         return y
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, dy, input_grad=True):
         x = self._need_cache("_x")
         w = self.params["w"]
         dy = self._as_dtype(dy)
         if not self.trainable:
-            if not need_input_grad:
+            if not input_grad:
                 return None
             return kernel.conv2d_backward_input(dy, w, x.shape, self.stride, self.padding)  # (C2)
         # (C3), (C4): im2col is recomputed per chunk, cheaper than caching cols; with dx wanted
         # too, (C2) comes out of the same pass over the batch (one gather of dy per chunk)
-        if need_input_grad:
-            dw, db, dx = kernel.conv2d_backward_weight(dy, x, w.shape, self.stride, self.padding, w=w)
+        if input_grad:
+            dx, dw, db = kernel.conv2d_backward(dy, x, w, self.stride, self.padding)
         else:
             dw, db = kernel.conv2d_backward_weight(dy, x, w.shape, self.stride, self.padding)
             dx = None

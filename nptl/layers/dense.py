@@ -55,7 +55,7 @@ class Dense(Layer):
             self._x = x
         return kernel.dense_forward(x, self.params["w"], b)
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, dy, input_grad=True):
         x = self._need_cache("_x")
         dy = self._as_dtype(dy)
         if self.trainable:
@@ -63,4 +63,4 @@ class Dense(Layer):
             self.grads["w"] += dw
             if self.use_bias:
                 self.grads["b"] += db
-        return kernel.dense_backward_input(dy, self.params["w"]) if need_input_grad else None
+        return kernel.dense_backward_input(dy, self.params["w"]) if input_grad else None

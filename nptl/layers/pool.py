@@ -56,12 +56,12 @@ class MaxPool2D(_Pool2D):
             self._argmax, self._x_shape = arg, x.shape
         return y
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, dy, input_grad=True):
         arg = self._need_cache("_argmax")
-        if not need_input_grad:
+        if not input_grad:
             return None
         dy = self._as_dtype(dy)
-        return kernel.max_pool2d_backward_argmax(dy, arg, self._x_shape[2], self._x_shape[3])
+        return kernel.max_pool2d_backward(dy, arg, self._x_shape[2], self._x_shape[3])
 
 
 
@@ -79,9 +79,9 @@ class AvgPool2D(_Pool2D):
             self._x_shape = x.shape
         return kernel.avg_pool2d_forward(x, self.size, self.stride)
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, dy, input_grad=True):
         shape = self._need_cache("_x_shape")
-        if not need_input_grad:
+        if not input_grad:
             return None
         dy = self._as_dtype(dy)
         return kernel.avg_pool2d_backward(dy, shape[2], shape[3], self.size, self.stride)

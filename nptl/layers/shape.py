@@ -18,7 +18,7 @@ class Flatten(Layer):
         x = self._input(x, self.input_shape, "(N, ...)")
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy, need_input_grad=True):
-        if not need_input_grad:
+    def backward(self, dy, input_grad=True):
+        if not input_grad:
             return None
         return self._as_dtype(dy).reshape((dy.shape[0],) + self.input_shape)

@@ -21,7 +21,7 @@ def test_match_reference(shape, dtype, seed):
 
 
 @given(shape=shapes, seed=seeds, shift=st.floats(-1e3, 1e3))
-def test_softmax_rows_sum_to_one_and_shift_invariant(shape, seed, shift):
+def test_softmax_sums_to_one_and_shift_invariant(shape, seed, shift):
     x = rand(np.random.default_rng(seed), shape) * 5
     y = ops.softmax(x)
     np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=1e-12)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from nptl.kernels import conv2d as K
-from nptl.kernels import conv2d_blas
+from nptl.kernels import conv2d_blas, schedule
 from nptl.kernels import reference as ref
 from tests.strategies import DTYPES, conv_geometries, rand, seeds, tolerance
 
@@ -48,7 +48,7 @@ def test_all_passes_match_reference_for_any_split(g, dtype, seed, split):
     rdx, rdw, rdb = ref.conv2d_backward(dy, x, w, g.stride, g.padding)
     dx = K._backward_input(dy, w, g.H, g.W, g.stride, g.padding, T, nb)
     dw, db = K._backward_weight(dy, x, g.KH, g.KW, g.stride, g.padding, T, nb)
-    fdw, fdb, fdx = K._backward(dy, x, w, g.stride, g.padding, T, nb)  # the fused pass
+    fdx, fdw, fdb = K._backward(dy, x, w, g.stride, g.padding, T, nb)  # the fused pass
     for a, r in ((dx, rdx), (dw, rdw), (db, rdb), (fdx, rdx), (fdw, rdw), (fdb, rdb)):
         assert a.dtype == dtype and a.shape == r.shape
         _close(a, r, dtype)
@@ -64,8 +64,7 @@ def test_entry_points_and_numpy_fallback(g, dtype, seed):
     got = [K.conv2d_forward(x, w, b, g.stride, g.padding),
            K.conv2d_backward_input(dy, w, g.x_shape, g.stride, g.padding),
            *K.conv2d_backward_weight(dy, x, g.w_shape, g.stride, g.padding)]
-    fused = K.conv2d_backward_weight(dy, x, g.w_shape, g.stride, g.padding, w=w)  # (dw, db, dx)
-    fused = [got[0], fused[2], fused[0], fused[1]]
+    fused = [got[0], *K.conv2d_backward(dy, x, w, g.stride, g.padding)]  # (y, dx, dw, db)
     fallback = [K._np_forward(x, w, b, g.stride, g.padding, Ho, Wo),
                 K._np_backward_input(dy, w, g.x_shape, g.stride, g.padding),
                 *K._np_backward_weight(dy, x, g.w_shape, g.stride, g.padding)]
@@ -97,7 +96,7 @@ def test_fixed_shapes(dtype, N, C, H, W, F, k, s, p):
         dw, db = K._backward_weight(dy, x, k, k, s, p, T, nb)
         _close(dw, rdw, dtype)
         _close(db, rdb, dtype)
-        dw, db, dx = K._backward(dy, x, w, s, p, T, nb)
+        dx, dw, db = K._backward(dy, x, w, s, p, T, nb)
         for a, r in ((dx, rdx), (dw, rdw), (db, rdb)):
             assert a.dtype == dtype
             _close(a, r, dtype)
@@ -110,7 +109,7 @@ def test_fused_entry_point_without_blas(monkeypatch, dtype):
     x, w = rand(rng, (3, 4, 7, 6), dtype), rand(rng, (5, 4, 3, 3), dtype)
     dy = rand(rng, (3, 5, 4, 3), dtype)
     rdx, rdw, rdb = ref.conv2d_backward(dy, x, w, 2, 1)
-    dw, db, dx = K.conv2d_backward_weight(dy, x, w.shape, 2, 1, w=w)
+    dx, dw, db = K.conv2d_backward(dy, x, w, 2, 1)
     for a, r in ((dx, rdx), (dw, rdw), (db, rdb)):
         assert a.dtype == dtype
         _close(a, r, dtype)
@@ -119,6 +118,6 @@ def test_fused_entry_point_without_blas(monkeypatch, dtype):
 def test_plan_is_sane():
     for N in (1, 2, 7, 64, 128):
         for L in (1, 9, 121, 676, 3136):
-            T, nb = K._plan(N, L)
+            T, nb = schedule.plan(N, L)
             assert 1 <= T <= N and 1 <= nb <= -(-N // T)
-            assert nb == 1 or nb * L <= K.CHUNK_COLUMNS + L
+            assert nb == 1 or nb * L <= schedule.CHUNK_COLUMNS + L
