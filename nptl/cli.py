@@ -1,4 +1,4 @@
-"""The ``nptl`` command line: ``transfer`` (the main job), ``train``, ``evaluate``, ``summary``.
+"""The ``nptl`` command line: ``transfer`` (the main job), ``train``, ``evaluate``, ``summary``, ``explain``.
 
 Also run as ``python -m nptl``.  ``--data`` takes ``fashion-mnist`` (the Debian package
 ``dataset-fashion-mnist``, files in /usr/share/datasets/fashion-mnist/), ``synthetic`` (generated
@@ -193,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     sm = sub.add_parser("summary", help="print a saved model's layers and parameter counts")
     sm.add_argument("model")
     sm.set_defaults(func=cmd_summary)
+
+    from . import explain
+
+    xp = sub.add_parser("explain", help="expand one element of a formula term by term, or walk one image through a model")
+    explain.add_arguments(xp)
+    xp.set_defaults(func=explain.command)
     return p
 
 
