@@ -776,12 +776,12 @@ def softmax_backward(dy, x, at=None) -> Trace:
     s = math.fsum(t.value for t in terms)
     total = float(y[k]) * (float(dy[at]) - s)
     from . import ops
-    from .kernels.activations import softmax_rows_backward as kernel
+    from .kernels.activations import softmax_backward as kernel
 
     K = x.shape[-1]
     gx = kernel(dy.reshape(-1, K), ops.softmax(x).reshape(-1, K)).reshape(x.shape)
     return Trace("softmax backward", "(SM2) dx[..,k] = y[..,k]·(dy[..,k] − Σ_j dy[..,j]·y[..,j])",
-                 f"dx[{_idx(at)}]", terms, total, "nptl.kernels.activations.softmax_rows_backward", float(gx[at]),
+                 f"dx[{_idx(at)}]", terms, total, "nptl.kernels.activations.softmax_backward", float(gx[at]),
                  combined="s", steps=[Step(f"dx[{_idx(at)}]", f"y[{_idx(at)}]·(dy[{_idx(at)}] − s)",
                                            f"{fmt(y[k])}·({fmt(dy[at])} − {fmt(s)})", total)],
                  notes=[f"y[{r},·] = softmax(x[{r},·]) = ({', '.join(fmt(v) for v in y)})",
@@ -1190,7 +1190,7 @@ def walk(model, image, label=None, class_names=None, backward: bool = False, tit
             rec.skipped = True
             continue
         rec.grad_norm = float(np.linalg.norm(dy))
-        dy = layer.backward(dy, need_input_grad=i > stop)
+        dy = layer.backward(dy, input_grad=i > stop)
         if layer.trainable:
             rec.param_grad_norms = {k: float(np.linalg.norm(g)) for k, g in layer.grads.items()}
     model.zero_grad()
