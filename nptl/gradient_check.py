@@ -4,7 +4,8 @@
 
 - a forward op of :mod:`nptl.ops` (``conv2d``, ``max_pool2d``, ``dense``, ``relu`` ...): the
   scalar checked is ``L = Σ r ⊙ op(*args)`` for a fixed random ``r``; the analytic gradients come
-  from the op's backward (``conv2d_backward`` ...) called with ``dy = r``;
+  from the op's backward (``conv2d_backward`` ...), found in :mod:`nptl.registry`, called with
+  ``dy = r``;
 - a loss op (``cross_entropy``, ``binary_cross_entropy``, ``mse``): ``L`` is the loss, the
   analytic gradient its returned derivative w.r.t. the first argument;
 - a layer or a ``Sequential`` model with ``args = (x,)``: ``L = Σ r ⊙ forward(x)``, checked
@@ -25,8 +26,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import ops
-from .kernels import activations as _act
 
 
 @dataclass
@@ -100,33 +99,6 @@ def check_gradients(loss_fn, arrays: dict, analytic: dict, eps: float = 1e-6,
     return report
 
 
-def _ops_table():
-    """forward op → (names of differentiable args, backward(dy, args, kwargs) → grads tuple)."""
-    return {
-        ops.conv2d: (("x", "w", "b"), lambda dy, a, kw: ops.conv2d_backward(dy, a[0], a[1], **kw)),
-        ops.max_pool2d: (("x",), lambda dy, a, kw: (ops.max_pool2d_backward(dy, a[0], *a[1:], **kw),)),
-        ops.avg_pool2d: (("x",), lambda dy, a, kw: (ops.avg_pool2d_backward(dy, a[0], *a[1:], **kw),)),
-        ops.dense: (("x", "w", "b"), lambda dy, a, kw: ops.dense_backward(dy, a[0], a[1])),
-        ops.relu: (("x",), lambda dy, a, kw: (_flat(_act.relu_backward, dy, a[0]),)),
-        ops.sigmoid: (("x",), lambda dy, a, kw: (_flat(_act.sigmoid_backward, dy, ops.sigmoid(a[0])),)),
-        ops.softmax: (("x",), lambda dy, a, kw: (_rows(_act.softmax_backward, dy, ops.softmax(a[0])),)),
-    }
-
-
-def _flat(backward, dy, saved):
-    """An elementwise backward kernel applied to arrays of any shape."""
-    return backward(np.ascontiguousarray(dy).reshape(-1), saved.reshape(-1)).reshape(dy.shape)
-
-
-def _rows(backward, dy, saved):
-    """A row-wise (last axis) backward kernel applied to arrays of any shape."""
-    K = dy.shape[-1]
-    return backward(np.ascontiguousarray(dy).reshape(-1, K), saved.reshape(-1, K)).reshape(dy.shape)
-
-
-_LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
-
-
 def gradcheck(target, *args, eps: float = 1e-6, max_entries: int | None = None, seed: int = 0,
               **kwargs) -> GradcheckReport:
     """Check ``target``'s analytic gradients against central differences in float64.
@@ -137,27 +109,32 @@ def gradcheck(target, *args, eps: float = 1e-6, max_entries: int | None = None, 
         gradcheck(ops.cross_entropy, logits, labels)
         gradcheck(model, x)                        # every parameter and the input
     """
+    from . import registry
     from .graph import Sequential
     from .layers import Layer
 
     rng = np.random.default_rng(seed)
     if isinstance(target, (Layer, Sequential)):
         return _check_module(target, args, rng, eps, max_entries, seed)
-    if getattr(target, "__name__", None) in _LOSSES and getattr(ops, target.__name__, None) is target:
-        first = np.array(args[0], dtype=np.float64)
-        rest = [np.asarray(a, dtype=np.float64) if np.asarray(a).dtype.kind == "f" else a for a in args[1:]]
-        _, grad = target(first, *rest)
-        return check_gradients(lambda: target(first, *rest)[0], {"input": first}, {"input": grad},
-                               eps, max_entries, seed)
-    table = _ops_table()
-    if target not in table:
-        raise TypeError(f"gradcheck: don't know the backward of {target!r}; use check_gradients()")
-    names, backward = table[target]
+    op = registry.find(target)
+    if op is None:
+        raise TypeError(f"gradcheck: {target!r} is not a registered op (nptl.registry) nor a layer or "
+                        f"model; use check_gradients()")
+    names = op.differentiable
     n_arr = sum(1 for a in args[: len(names)] if isinstance(a, np.ndarray))
     arrays = [np.array(a, dtype=np.float64) if i < n_arr else a for i, a in enumerate(args)]
+    if op.kind == "loss":
+        rest = [np.asarray(a, dtype=np.float64) if np.asarray(a).dtype.kind == "f" else a for a in args[1:]]
+        first = arrays[0]
+        _, grad = target(first, *rest, **kwargs)
+        return check_gradients(lambda: target(first, *rest, **kwargs)[0], {names[0]: first}, {names[0]: grad},
+                               eps, max_entries, seed)
+    from .registry import Case
+
+    case = Case(tuple(arrays), kwargs)
     y = target(*arrays, **kwargs)
     r = rng.standard_normal(y.shape)
-    grads = backward(r, arrays, kwargs)
+    grads = op.gradients(r, case)
     checked = {names[i]: arrays[i] for i in range(n_arr)}
     analytic = {names[i]: grads[i] for i in range(n_arr)}
     return check_gradients(lambda: float(np.sum(r * target(*arrays, **kwargs))), checked, analytic,

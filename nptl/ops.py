@@ -22,7 +22,8 @@ from .threads import configure as configure_threads
 
 __all__ = [
     "conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d",
-    "avg_pool2d_backward", "dense", "dense_backward", "relu", "sigmoid", "softmax",
+    "avg_pool2d_backward", "dense", "dense_backward", "relu", "relu_backward", "sigmoid",
+    "sigmoid_backward", "softmax", "softmax_backward",
     "cross_entropy", "binary_cross_entropy", "mse", "conv2d_output_shape", "pool2d_output_shape",
 ]
 
@@ -181,24 +182,81 @@ def _float(x, where):
     return as_array(x, "x", compute_dtype(x, where), where)
 
 
+def _like(dy, saved, names, where):
+    """``dy`` and the saved forward array (``x`` or ``y``) in one dtype and the same shape."""
+    saved = as_array(saved, names[1], compute_dtype(saved, where, names[1]), where)
+    dy = as_array(dy, "dy", saved.dtype, where)
+    check_shape(dy, saved.shape, "dy", where)
+    return dy, saved
+
+
 def relu(x):
-    """(R1) ``max(x, 0)`` elementwise."""
+    """(R1) ``y = max(x, 0)`` elementwise; any shape.
+
+    >>> relu(np.array([-1.5, 0.0, 2.0]))
+    array([0., 0., 2.])
+    """
     x = _float(x, "relu")
     return _act.relu_forward(x.reshape(-1)).reshape(x.shape)
 
 
+def relu_backward(dy, x):
+    """Gradient of :func:`relu` (R2): ``dx = dy · [x > 0]`` (0 at ``x = 0``, as PyTorch).
+
+    ``dy`` and the forward input ``x`` have the same (any) shape; returns ``dx`` of that shape.
+
+    >>> relu_backward(np.array([1.0, 1.0, 1.0]), np.array([-1.5, 0.0, 2.0]))
+    array([0., 0., 1.])
+    """
+    dy, x = _like(dy, x, ("dy", "x"), "relu_backward")
+    return _act.relu_backward(dy.reshape(-1), x.reshape(-1)).reshape(x.shape)
+
+
 def sigmoid(x):
-    """(S1) ``1/(1+e^{−x})`` elementwise, without overflow for large ``|x|``."""
+    """(S1) ``y = 1/(1+e^{−x})`` elementwise, without overflow for large ``|x|``; any shape.
+
+    >>> sigmoid(np.array([-1000.0, 0.0, 1000.0]))
+    array([0. , 0.5, 1. ])
+    """
     x = _float(x, "sigmoid")
     return _act.sigmoid_forward(x.reshape(-1)).reshape(x.shape)
 
 
+def sigmoid_backward(dy, y):
+    """Gradient of :func:`sigmoid` (S2) from its *output* ``y``: ``dx = dy · y(1 − y)``.
+
+    >>> sigmoid_backward(np.array([1.0]), sigmoid(np.array([0.0])))
+    array([0.25])
+    """
+    dy, y = _like(dy, y, ("dy", "y"), "sigmoid_backward")
+    return _act.sigmoid_backward(dy.reshape(-1), y.reshape(-1)).reshape(y.shape)
+
+
 def softmax(x):
-    """(SM1) softmax over the last axis, max-subtracted."""
+    """(SM1) softmax over the last axis, max-subtracted: ``x (..., K) → y (..., K)``, rows sum to 1.
+
+    >>> softmax(np.array([[1000.0, 1000.0], [0.0, np.log(3.0)]]))
+    array([[0.5 , 0.5 ],
+           [0.25, 0.75]])
+    """
     x = _float(x, "softmax")
     if x.ndim == 0:
         raise ValueError("softmax: argument 'x' must have at least 1 dimension, got a scalar")
     return _act.softmax_forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+def softmax_backward(dy, y):
+    """Gradient of :func:`softmax` (SM2) from its *output* ``y (..., K)``:
+    ``dx_k = y_k (dy_k − Σ_j dy_j y_j)`` per row.
+
+    >>> softmax_backward(np.array([[1.0, 1.0]]), np.array([[0.25, 0.75]]))  # shift: no gradient
+    array([[0., 0.]])
+    """
+    dy, y = _like(dy, y, ("dy", "y"), "softmax_backward")
+    if y.ndim == 0:
+        raise ValueError("softmax_backward: argument 'y' must have at least 1 dimension, got a scalar")
+    K = y.shape[-1]
+    return _act.softmax_backward(dy.reshape(-1, K), y.reshape(-1, K)).reshape(y.shape)
 
 
 # ----------------------------------------------------------------------------------------------

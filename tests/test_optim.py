@@ -130,7 +130,7 @@ def test_nesterov_two_steps_by_hand():
 
 
 def test_adam_two_steps_by_hand():
-    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    lr, eps = 0.01, 1e-8  # default betas (0.9, 0.999)
     (t1, t2), opt = run(lambda m: Adam(m, lr), [G1, G2])
     # step 1: m = 0.1*g1, v = 0.001*g1²; m̂ = m/0.1 = g1, v̂ = v/0.001 = g1²  →  θ -= lr*g1/(|g1| + eps)
     exp1 = T0 - lr * G1 / (np.abs(G1) + eps)

@@ -28,8 +28,7 @@ else:
 
 import torch.nn.functional as TF  # noqa: E402
 
-from nptl import ops  # noqa: E402
-from nptl.kernels import activations as _act  # noqa: E402
+from nptl import ops, registry  # noqa: E402
 from tests import strategies as _shared  # noqa: E402
 
 torch.set_num_threads(1)
@@ -98,32 +97,66 @@ dtypes = st.sampled_from(DTYPES)
 
 
 # ----------------------------------------------------------------------------------------------
-# strategies: the shared valid geometries of tests/strategies.py, plus overlapping pools
+# every registered op (nptl.registry): generated cases and one case per fast-path branch
 # ----------------------------------------------------------------------------------------------
-def conv_geometries():
-    # channels up to 11 so C and F hit both multiples and non-multiples of 8; kernels up to 5
-    return _shared.conv_geometries(max_batch=3, max_channels=11, max_size=12, max_kernel=5,
-                                   max_stride=3, max_padding=2)
+def check_against_torch(op, case, seed=0):
+    """``op``'s forward and gradients against torch autograd of ``op.torch`` on the same values,
+    driven by the same random ``dy``.  Torch computes in float64 (the accurate answer for these
+    float32 inputs), except for backward passes computed from the rounded forward *output*
+    (``backward_args`` holds ``"y"``: sigmoid, softmax): ``y·(1−y)`` or ``dy − Σ dy·y`` cancels
+    in float32 for both sides, so only the same-dtype twins are comparable at these tolerances."""
+    dtype = case.args[0].dtype
+    same_dtype = dtype if "y" in op.backward_args else np.float64
+    names = op.arg_names
+    targs = []
+    for name, a in zip(names, case.args, strict=True):
+        if a is None or np.asarray(a).dtype.kind != "f":
+            targs.append(None if a is None else torch.from_numpy(np.asarray(a)))
+        else:
+            targs.append(T(a, grad=name in op.differentiable, dtype=same_dtype))
+    tag = f"{op.name} {[None if a is None else np.shape(a) for a in case.args]} {case.params}"
+    ty = op.torch(TF, *targs, **case.params)
+    if op.kind == "loss":
+        loss, grad = op.forward(*case.args, **case.params)
+        ty.backward()
+        assert_close(np.asarray(loss), N(ty), dtype, f"{tag} loss")
+        assert_close(grad, N(targs[0].grad), dtype, f"{tag} d{names[0]}")
+        return
+    y = op.forward(*case.args, **case.params)
+    assert_close(y, N(ty.to(torch.float64)), dtype, f"{tag} y")
+    dy = randn(rng_from(seed), y.shape, dtype)
+    ty.backward(T(dy, dtype=same_dtype))
+    grads = dict(zip(op.differentiable, op.gradients(dy, case), strict=True))
+    for name, t in zip(names, targs, strict=True):
+        if name in grads and t is not None:
+            assert_close(grads[name], N(t.grad), dtype, f"{tag} d{name}")
 
 
+REGISTERED = list(registry.OPS.values())
+BRANCHES = [(op, b) for op in REGISTERED for b in op.branches]
+
+
+@pytest.mark.parametrize("op", REGISTERED, ids=[op.name for op in REGISTERED])
+@SETTINGS
+@given(data=st.data(), dtype=dtypes, seed=seeds)
+def test_every_registered_op_matches_torch(op, data, dtype, seed):
+    """The strategies cover the old per-op properties: conv geometries up to 11 channels, 5×5
+    kernels, 12×12 images and wide strided outputs, with and without bias; pools with and
+    without overlapping windows and with tied integer inputs; dense up to 12×20×20."""
+    check_against_torch(op, data.draw(op.strategy(dtype)), seed)
+
+
+@pytest.mark.parametrize("op,branch", BRANCHES, ids=[f"{op.name}-{b.name}" for op, b in BRANCHES])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_every_fast_path_branch_matches_torch(op, branch, dtype):
+    check_against_torch(op, branch.case(dtype, seed=7), seed=3)
+
+
+# ----------------------------------------------------------------------------------------------
+# strategies for the explicit families below
+# ----------------------------------------------------------------------------------------------
 def pool_geometries():
     return _shared.pool_geometries(max_size=4, max_hw=12)
-
-
-@st.composite
-def overlapping_pool_geometries(draw):
-    """Pool geometries with ``stride < size`` (windows overlap), built valid by construction."""
-    size = draw(st.integers(2, 4))
-    return _shared.PoolGeometry(
-        N=draw(st.integers(1, 3)), C=draw(st.integers(1, 4)),
-        H=draw(st.integers(size, 12)), W=draw(st.integers(size, 12)),
-        size=size, stride=draw(st.integers(1, size - 1)),
-    )
-
-
-@st.composite
-def dense_geometries(draw):
-    return draw(st.integers(1, 6)), draw(st.integers(1, 20)), draw(st.integers(1, 20))
 
 
 @st.composite
@@ -153,27 +186,6 @@ def check_conv_backward(x, w, dy, stride, padding):
     assert_close(dx, N(tx.grad), dtype, f"conv2d_backward dx {tag}")
     assert_close(dw, N(tw.grad), dtype, f"conv2d_backward dw {tag}")
     assert_close(db, N(tb.grad), dtype, f"conv2d_backward db {tag}")
-
-
-@SETTINGS
-@given(geom=conv_geometries(), dtype=dtypes, seed=seeds, with_bias=st.booleans())
-def test_conv2d_forward_matches_torch(geom, dtype, seed, with_bias):
-    x_shape, w_shape, stride, padding = geom.x_shape, geom.w_shape, geom.stride, geom.padding
-    rng = rng_from(seed)
-    x, w = randn(rng, x_shape, dtype), randn(rng, w_shape, dtype)
-    b = randn(rng, (w_shape[0],), dtype) if with_bias else None
-    check_conv(x, w, b, stride, padding)
-
-
-@SETTINGS
-@given(geom=conv_geometries(), dtype=dtypes, seed=seeds)
-def test_conv2d_backward_matches_autograd(geom, dtype, seed):
-    x_shape, w_shape, stride, padding = geom.x_shape, geom.w_shape, geom.stride, geom.padding
-    rng = rng_from(seed)
-    x, w = randn(rng, x_shape, dtype), randn(rng, w_shape, dtype)
-    out = ops.conv2d_output_shape(x_shape, w_shape, stride, padding)
-    dy = randn(rng, out, dtype)
-    check_conv_backward(x, w, dy, stride, padding)
 
 
 CONV_CASES = [
@@ -253,18 +265,6 @@ def check_avg_pool(x, dy, size, stride):
     dx = ops.avg_pool2d_backward(dy, x, size, stride)
     assert_close(y, N(ty), dtype, f"avg_pool2d y {tag}")
     assert_close(dx, N(tx.grad), dtype, f"avg_pool2d_backward dx {tag}")
-
-
-@pytest.mark.parametrize("check", [check_max_pool, check_avg_pool], ids=["max", "avg"])
-@SETTINGS
-@given(geom=st.one_of(pool_geometries(), overlapping_pool_geometries()), dtype=dtypes, seed=seeds)
-def test_pool2d_matches_torch(check, geom, dtype, seed):
-    """Random windows, including overlapping ones (stride < size)."""
-    x_shape, size, stride = geom.x_shape, geom.size, geom.stride
-    rng = rng_from(seed)
-    x = randn(rng, x_shape, dtype)
-    dy = randn(rng, ops.pool2d_output_shape(x_shape, size, stride), dtype)
-    check(x, dy, size, stride)
 
 
 @SETTINGS
@@ -348,15 +348,6 @@ def check_dense(x, w, b, dy):
     assert_close(db, N(tb.grad), dtype, f"dense_backward db {tag}")
 
 
-@SETTINGS
-@given(geom=dense_geometries(), dtype=dtypes, seed=seeds)
-def test_dense_matches_torch(geom, dtype, seed):
-    n, i, o = geom
-    rng = rng_from(seed)
-    check_dense(randn(rng, (n, i), dtype), randn(rng, (i, o), dtype), randn(rng, (o,), dtype),
-                randn(rng, (n, o), dtype))
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("n,i,o", [(1, 1, 1), (1, 512, 10), (7, 9, 17), (64, 33, 3)])
 def test_dense_explicit_cases(n, i, o, dtype):
@@ -375,11 +366,11 @@ def test_relu_matches_torch(shape, dtype, seed, scale):
     x = randn(rng, shape, dtype, scale)
     x.reshape(-1)[:: 3] = 0                          # exact zeros
     assert_close(ops.relu(x), N(TF.relu(T(x))), dtype, f"relu {shape}")
-    # kernel-level backward (R2) vs autograd (nptl.ops has no relu_backward)
+    # backward (R2) vs autograd
     dy = randn(rng, shape, dtype)
     tx = T(x, True, dtype)
     TF.relu(tx).backward(T(dy, dtype=dtype))
-    dx = _act.relu_backward(dy.reshape(-1), x.reshape(-1)).reshape(shape)
+    dx = ops.relu_backward(dy, x)
     assert_close(dx, N(tx.grad), dtype, f"relu_backward {shape}")
 
 
@@ -391,12 +382,12 @@ def test_sigmoid_matches_torch(shape, dtype, seed, scale):
     y = ops.sigmoid(x)
     assert_close(y, N(torch.sigmoid(T(x))), dtype, f"sigmoid {shape} scale {scale}")
     assert np.all((y >= 0) & (y <= 1))
-    # kernel-level backward (S2) vs autograd in the same dtype: y·(1−y) cancels near y = 1 in
-    # both, so only same-dtype twins are comparable at these tolerances
+    # backward (S2) vs autograd in the same dtype: y·(1−y) cancels near y = 1 in both, so only
+    # same-dtype twins are comparable at these tolerances
     dy = randn(rng, shape, dtype)
     tx = T(x, True, dtype)
     torch.sigmoid(tx).backward(T(dy, dtype=dtype))
-    dx = _act.sigmoid_backward(dy.reshape(-1), y.reshape(-1)).reshape(shape)
+    dx = ops.sigmoid_backward(dy, y)
     assert_close(dx, N(tx.grad), dtype, f"sigmoid_backward {shape}")
 
 
@@ -424,12 +415,11 @@ def test_softmax_matches_torch(shape, dtype, seed, scale):
     y = ops.softmax(x)
     assert_close(y, N(torch.softmax(T(x), dim=-1)), dtype, f"softmax {shape} scale {scale}")
     np.testing.assert_allclose(y.sum(-1), 1.0, rtol=TOL[np.dtype(dtype)] * 10)
-    # kernel-level backward (SM2) vs autograd in the same dtype (dy − Σ dy·s cancels in both)
+    # backward (SM2) vs autograd in the same dtype (dy − Σ dy·s cancels in both)
     dy = randn(rng, shape, dtype)
     tx = T(x, True, dtype)
     torch.softmax(tx, dim=-1).backward(T(dy, dtype=dtype))
-    K = shape[-1]
-    dx = _act.softmax_backward(dy.reshape(-1, K), y.reshape(-1, K)).reshape(shape)
+    dx = ops.softmax_backward(dy, y)
     assert_close(dx, N(tx.grad), dtype, f"softmax_backward {shape}")
 
 

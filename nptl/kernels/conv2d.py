@@ -232,7 +232,7 @@ def _forward_slice(x, w, bias, stride, padding, lo, hi, nb_max, y):
     """(C1) for images ``lo ≤ n < hi`` into ``y (N, F, Ho, Wo)``."""
     _, C, H, W = x.shape
     z = lo - lo  # runtime 0: literal arguments would make Numba compile a variant per value
-    nt, tr, one = NO_TRANS + z, TRANS + z, z + 1
+    nt, one = NO_TRANS + z, z + 1
     F, _, KH, KW = w.shape
     Ho, Wo = y.shape[2], y.shape[3]
     R = C * KH * KW
@@ -267,7 +267,7 @@ def _backward_input_slice(dy, w, stride, padding, lo, hi, nb_max, dx):
     """(C2) for images ``lo ≤ n < hi`` into ``dx`` (zeroed by the caller)."""
     _, F, Ho, Wo = dy.shape
     z = lo - lo  # runtime 0: literal arguments would make Numba compile a variant per value
-    nt, tr, one = NO_TRANS + z, TRANS + z, z + 1
+    nt, tr = NO_TRANS + z, TRANS + z
     _, C, KH, KW = w.shape
     R = C * KH * KW
     L = Ho * Wo

@@ -8,8 +8,6 @@ practical peak), so this kernel is the matrix formula itself.
 """
 from __future__ import annotations
 
-import numpy as np
-
 
 def dense_forward(x, w, b):
     """(D1)."""

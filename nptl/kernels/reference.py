@@ -285,13 +285,24 @@ def dense_backward(dy, x, w):
 # activations (elementwise over the flattened array; softmax over the last axis)
 # ----------------------------------------------------------------------------------------------
 def relu(x):
-    """(R1) ``relu(x) = max(x, 0)``;  (R2) ``d relu/dx = 1 if x > 0 else 0``."""
+    """(R1) ``relu(x) = max(x, 0)``."""
     y = x.copy()
     flat = y.reshape(-1)
     for k in range(flat.size):
         if not flat[k] > 0:
             flat[k] = 0
     return y
+
+
+def relu_backward(dy, x):
+    """(R2) ``dx = dy · [x > 0]``: relu is the identity where x > 0 and constant 0 elsewhere
+    (the kink at 0 gets derivative 0, as in PyTorch)."""
+    dx = np.zeros_like(dy)
+    dxf, dyf, xf = dx.reshape(-1), dy.reshape(-1), x.reshape(-1)
+    for k in range(dyf.size):
+        if xf[k] > 0:
+            dxf[k] = dyf[k]                     # (R2)
+    return dx
 
 
 def sigmoid(x):
@@ -302,6 +313,16 @@ def sigmoid(x):
         v = float(xf[k])
         yf[k] = 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
     return y
+
+
+def sigmoid_backward(dy, y):
+    """(S2) ``dx = dy · σ(x)(1 − σ(x)) = dy · y(1 − y)``, from the forward output ``y``:
+    ``dσ/dx = e^{−x}/(1+e^{−x})² = σ(x)·(1 − σ(x))``."""
+    dx = np.empty_like(dy)
+    dxf, dyf, yf = dx.reshape(-1), dy.reshape(-1), y.reshape(-1)
+    for k in range(dyf.size):
+        dxf[k] = dyf[k] * yf[k] * (1 - yf[k])   # (S2)
+    return dx
 
 
 def softmax(x):
@@ -315,6 +336,21 @@ def softmax(x):
         for k in range(rows.shape[1]):
             out[r, k] = e[k] / s
     return out.reshape(x.shape)
+
+
+def softmax_backward(dy, y):
+    """(SM2) ``dx_k = Σ_j dy_j ∂y_j/∂x_k = y_k (dy_k − Σ_j dy_j y_j)``, last axis, from the
+    forward output ``y``: ``∂y_j/∂x_k = y_j (δ_jk − y_k)``."""
+    K = y.shape[-1]
+    dyr, yr = dy.reshape(-1, K), y.reshape(-1, K)
+    dx = np.empty_like(dyr)
+    for r in range(yr.shape[0]):
+        dot = 0.0
+        for j in range(K):
+            dot += float(dyr[r, j]) * float(yr[r, j])
+        for k in range(K):
+            dx[r, k] = yr[r, k] * (dyr[r, k] - dot)   # (SM2)
+    return dx.reshape(dy.shape)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Activation layers (no parameters; per-sample shape unchanged)."""
 from __future__ import annotations
 
-from ..kernels import activations as kernel
+from .. import ops
 from .base import Layer
 
 
@@ -26,13 +26,13 @@ class ReLU(_Activation):
         x = self._checked(x)
         if training:
             self._x = x
-        return kernel.relu_forward(x.reshape(-1)).reshape(x.shape)
+        return ops.relu(x)
 
     def backward(self, dy, input_grad=True):
         x = self._need_cache("_x")
         if not input_grad:
             return None
-        return kernel.relu_backward(self._as_dtype(dy).reshape(-1), x.reshape(-1)).reshape(x.shape)
+        return ops.relu_backward(self._as_dtype(dy), x)
 
 
 class Sigmoid(_Activation):
@@ -46,7 +46,7 @@ class Sigmoid(_Activation):
 
     def forward(self, x, training=False):
         x = self._checked(x)
-        y = kernel.sigmoid_forward(x.reshape(-1)).reshape(x.shape)
+        y = ops.sigmoid(x)
         if training:
             self._y = y
         return y
@@ -55,7 +55,7 @@ class Sigmoid(_Activation):
         y = self._need_cache("_y")
         if not input_grad:
             return None
-        return kernel.sigmoid_backward(self._as_dtype(dy).reshape(-1), y.reshape(-1)).reshape(y.shape)
+        return ops.sigmoid_backward(self._as_dtype(dy), y)
 
 
 class Softmax(_Activation):
@@ -74,7 +74,7 @@ class Softmax(_Activation):
 
     def forward(self, x, training=False):
         x = self._checked(x)
-        y = kernel.softmax_forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+        y = ops.softmax(x)
         if training:
             self._y = y
         return y
@@ -83,5 +83,4 @@ class Softmax(_Activation):
         y = self._need_cache("_y")
         if not input_grad:
             return None
-        K = y.shape[-1]
-        return kernel.softmax_backward(self._as_dtype(dy).reshape(-1, K), y.reshape(-1, K)).reshape(y.shape)
+        return ops.softmax_backward(self._as_dtype(dy), y)

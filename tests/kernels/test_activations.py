@@ -1,23 +1,12 @@
-"""Activations: fast == reference, properties, stability, central differences."""
+"""Activations: properties and stability (fast == reference twin and central differences:
+tests/test_ops_contract.py)."""
 import numpy as np
 from hypothesis import given, strategies as st
 
-from nptl import gradcheck, ops
-from nptl.kernels import reference as ref
-from tests.strategies import DTYPES, rand, seeds, tolerance
+from nptl import ops
+from tests.strategies import rand, seeds
 
 shapes = st.lists(st.integers(1, 6), min_size=1, max_size=4).map(tuple)
-
-
-@given(shape=shapes, dtype=DTYPES, seed=seeds)
-def test_match_reference(shape, dtype, seed):
-    rng = np.random.default_rng(seed)
-    x = (rand(rng, shape) * 10).astype(dtype)
-    rtol, atol = tolerance(dtype)
-    for fast, slow in [(ops.relu, ref.relu), (ops.sigmoid, ref.sigmoid), (ops.softmax, ref.softmax)]:
-        y = fast(x)
-        assert y.dtype == dtype and y.shape == x.shape
-        np.testing.assert_allclose(y, slow(x), rtol=rtol, atol=atol)
 
 
 @given(shape=shapes, seed=seeds, shift=st.floats(-1e3, 1e3))
@@ -36,12 +25,3 @@ def test_large_magnitudes_stay_finite():
         np.testing.assert_allclose(s[[0, 1, -2, -1]], [0, 0, 1, 1], atol=1e-30)
         sm = ops.softmax(x.astype(dtype)[None])
         assert np.all(np.isfinite(sm)) and np.isclose(sm[0, -1], 1.0)
-
-
-@given(shape=shapes, seed=seeds)
-def test_gradients_match_central_differences(shape, seed):
-    rng = np.random.default_rng(seed)
-    x = rand(rng, shape)
-    x[np.abs(x) < 1e-3] = 0.5  # keep away from the ReLU kink
-    for op in (ops.relu, ops.sigmoid, ops.softmax):
-        gradcheck(op, x, seed=seed % 1000).assert_ok(1e-6)
