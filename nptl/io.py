@@ -65,8 +65,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .graph import Sequential
+from .graph import Block, Residual, Sequential
 from .layers import LAYER_TYPES
+
+#: the composite layers a checkpoint can hold (their entries list their children's)
+BLOCK_TYPES = {"Sequential": Sequential, "Residual": Residual}
 
 FORMAT_NAME = "nptl.checkpoint"
 FORMAT_VERSION = 1
@@ -115,20 +118,36 @@ def _json_default(obj):
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
+def _entry(layer) -> dict:
+    """The header entry of one layer; a block's lists its children's entries."""
+    cls = type(layer).__name__
+    if isinstance(layer, Block):
+        if BLOCK_TYPES.get(cls) is not type(layer):
+            raise ValueError(f"save: block '{layer.name}' has type {cls}, which is not one of "
+                             f"{sorted(BLOCK_TYPES)}; it could not be loaded back")
+        if isinstance(layer, Residual):
+            return {"type": cls, "config": layer.config(), "layers": [_entry(l) for l in layer.main.layers],
+                    "shortcut": None if layer.shortcut is None else _entry(layer.shortcut)}
+        return {"type": cls, "config": layer.config(), "layers": [_entry(l) for l in layer.layers]}
+    if LAYER_TYPES.get(cls) is not type(layer):
+        raise ValueError(f"save: layer '{layer.name}' has type {cls}, which is not in "
+                         f"nptl.layers.LAYER_TYPES {sorted(LAYER_TYPES)}; it could not be loaded back")
+    return {"type": cls, "config": layer.config(), "trainable": bool(layer.trainable),
+            "params": {k: list(v.shape) for k, v in _stored(layer).items()}}
+
+
+def _stored(layer) -> dict:
+    """Every array of a (non-block) layer that a checkpoint holds, by key."""
+    return layer.params
+
+
 def _header(model: Sequential, extra, extra_names: list[str]) -> dict:
     from . import __version__
 
-    layers = []
-    for layer in model.layers:
-        cls = type(layer).__name__
-        if LAYER_TYPES.get(cls) is not type(layer):
-            raise ValueError(f"save: layer '{layer.name}' has type {cls}, which is not in "
-                             f"nptl.layers.LAYER_TYPES {sorted(LAYER_TYPES)}; it could not be loaded back")
-        layers.append({"type": cls, "config": layer.config(), "trainable": bool(layer.trainable),
-                       "params": {k: list(v.shape) for k, v in layer.params.items()}})
     return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "nptl_version": __version__,
             "name": model.name, "input_shape": list(model.input_shape), "dtype": model.dtype.name,
-            "seed": model.seed, "layers": layers, "extra": extra, "extra_arrays": extra_names}
+            "seed": model.seed, "layers": [_entry(l) for l in model.layers], "extra": extra,
+            "extra_arrays": extra_names}
 
 
 def _collect_arrays(model: Sequential, extra, extra_arrays) -> dict[str, np.ndarray]:
@@ -140,12 +159,12 @@ def _collect_arrays(model: Sequential, extra, extra_arrays) -> dict[str, np.ndar
     if model.dtype.name not in _PARAM_DTYPES:
         raise ValueError(f"save: model dtype must be one of {_PARAM_DTYPES}, got {model.dtype}")
     arrays: dict[str, np.ndarray] = {}
-    for layer in model.layers:
-        for key, value in layer.params.items():
+    for path, layer in model.leaves():
+        for key, value in _stored(layer).items():
             if value.dtype != model.dtype:
-                raise ValueError(f"save: parameter {layer.name}.{key} has dtype {value.dtype} but the model's "
+                raise ValueError(f"save: parameter {path}.{key} has dtype {value.dtype} but the model's "
                                  f"dtype is {model.dtype}; call model.astype(...) first")
-            arrays[f"{layer.name}.{key}"] = value
+            arrays[f"{path}.{key}"] = value
     extra_arrays = {} if extra_arrays is None else dict(extra_arrays)
     for name, value in extra_arrays.items():
         if not isinstance(name, str) or not name:
@@ -339,29 +358,58 @@ def _parse_header(path, raw: np.ndarray) -> dict:
     _check_type(path, "name", meta.get("name"), str, "a string")
     if meta.get("seed") is not None:
         _check_type(path, "seed", meta.get("seed"), int, "an integer or null")
-    layers = _check_type(path, "layers", meta.get("layers"), list, "a list of layer entries")
-    names = []
-    for i, entry in enumerate(layers):
-        where = f"layers[{i}]"
-        _check_type(path, where, entry, dict, "an object with type, config, trainable, params")
-        _check_type(path, f"{where}.type", entry.get("type"), str, "a layer class name")
-        config = _check_type(path, f"{where}.config", entry.get("config"), dict, "an object of constructor kwargs")
-        name = _check_type(path, f"{where}.config.name", config.get("name"), str, "the layer name")
-        _check_type(path, f"{where}.trainable", entry.get("trainable"), bool, "true or false")
-        params = _check_type(path, f"{where}.params", entry.get("params"), dict, "an object key -> shape")
-        for key, pshape in params.items():
-            if not isinstance(pshape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                                        for s in pshape):
-                _fail(path, f"header field {where}.params[{key!r}]: expected a shape (list of integers), "
-                            f"found {pshape!r}")
-        names.append(name)
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        _fail(path, f"header: layer names must be unique, repeated: {dupes}")
+    _check_entries(path, _check_type(path, "layers", meta.get("layers"), list, "a list of layer entries"),
+                   "layers")
     extra_names = _check_type(path, "extra_arrays", meta.get("extra_arrays", []), list, "a list of entry names")
     if not all(isinstance(n, str) for n in extra_names):
         _fail(path, f"header field extra_arrays: expected a list of entry names, found {extra_names!r}")
     return meta
+
+
+def _check_entries(path, entries: list, where: str) -> None:
+    """Validate a list of layer entries (recursively into blocks); names unique per list."""
+    names = []
+    for i, entry in enumerate(entries):
+        at = f"{where}[{i}]"
+        _check_type(path, at, entry, dict, "an object with type, config, trainable, params")
+        kind = _check_type(path, f"{at}.type", entry.get("type"), str, "a layer class name")
+        config = _check_type(path, f"{at}.config", entry.get("config"), dict, "an object of constructor kwargs")
+        names.append(_check_type(path, f"{at}.config.name", config.get("name"), str, "the layer name"))
+        if kind in BLOCK_TYPES:
+            _check_entries(path, _check_type(path, f"{at}.layers", entry.get("layers"), list,
+                                             "a list of layer entries"), f"{at}.layers")
+            if kind == "Residual" and entry.get("shortcut") is not None:
+                _check_entries(path, [entry["shortcut"]], f"{at}.shortcut")
+                names_here = [e["config"]["name"] for e in entry["layers"]] + [entry["shortcut"]["config"]["name"]]
+                if len(set(names_here)) != len(names_here):
+                    _fail(path, f"header: layer names must be unique, repeated in {at}: {names_here}")
+            continue
+        _check_type(path, f"{at}.trainable", entry.get("trainable"), bool, "true or false")
+        params = _check_type(path, f"{at}.params", entry.get("params"), dict, "an object key -> shape")
+        for key, pshape in params.items():
+            if not isinstance(pshape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                        for s in pshape):
+                _fail(path, f"header field {at}.params[{key!r}]: expected a shape (list of integers), "
+                            f"found {pshape!r}")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        _fail(path, f"header: layer names must be unique, repeated: {dupes}")
+
+
+def _header_named(entries: list, prefix: str = ""):
+    """``(dotted name, entry)`` of every entry, blocks before their children (as
+    ``Block.named_layers``)."""
+    for entry in entries:
+        path = prefix + entry["config"]["name"]
+        yield path, entry
+        if entry["type"] in BLOCK_TYPES:
+            children = entry["layers"] + ([entry["shortcut"]] if entry.get("shortcut") else [])
+            yield from _header_named(children, path + ".")
+
+
+def _header_leaves(entries: list) -> list:
+    """``(dotted name, entry)`` of every non-block entry, in the order of ``Block.leaves()``."""
+    return [(p, e) for p, e in _header_named(entries) if e["type"] not in BLOCK_TYPES]
 
 
 def _read_header(path, f) -> dict:
@@ -406,8 +454,7 @@ def _read_all(path) -> _Contents:
             _fail(p, f"corrupt archive: {_describe(e)}", e)
     dtype = meta["dtype"]
     problems, params = [], {}
-    for entry in meta["layers"]:
-        lname = entry["config"]["name"]
+    for lname, entry in _header_leaves(meta["layers"]):
         for key, shape in entry["params"].items():
             full = f"{lname}.{key}"
             arr = entries.pop(full, None)
@@ -433,43 +480,58 @@ def _read_all(path) -> _Contents:
     return _Contents(p, meta, params, extra_arrays)
 
 
+def _construct(p, entry: dict, where: str):
+    """The layer (or block, with its children) an entry describes, not yet built."""
+    kind, config = entry["type"], entry["config"]
+    if kind in BLOCK_TYPES:
+        children = [_construct(p, e, f"{where}.layers[{i}]") for i, e in enumerate(entry["layers"])]
+        try:
+            if kind == "Residual":
+                short = entry.get("shortcut")
+                return Residual(Sequential(children, name="main"),
+                                None if short is None else _construct(p, short, f"{where}.shortcut"), **config)
+            return Sequential(children, **config)
+        except (TypeError, ValueError) as e:
+            _fail(p, f"{where}: cannot construct {kind}(**{config}): {_describe(e)}", e)
+    cls = LAYER_TYPES.get(kind)
+    if cls is None:
+        _fail(p, f"{where} ('{config['name']}'): unknown layer type {kind!r}; "
+                 f"known types: {sorted(LAYER_TYPES) + sorted(BLOCK_TYPES)}")
+    try:
+        return cls(**config)
+    except (TypeError, ValueError) as e:
+        _fail(p, f"{where}: cannot construct {kind}(**{config}): {_describe(e)}", e)
+
+
 def _build(c: _Contents) -> Sequential:
     """Rebuild the model from the header and copy the weights in."""
     meta, p = c.meta, c.path
-    layers = []
-    for i, entry in enumerate(meta["layers"]):
-        cls = LAYER_TYPES.get(entry["type"])
-        if cls is None:
-            _fail(p, f"layers[{i}] ('{entry['config']['name']}'): unknown layer type {entry['type']!r}; "
-                     f"known types: {sorted(LAYER_TYPES)}")
-        try:
-            layers.append(cls(**entry["config"]))
-        except (TypeError, ValueError) as e:
-            _fail(p, f"layers[{i}]: cannot construct {entry['type']}(**{entry['config']}): {_describe(e)}", e)
+    layers = [_construct(p, e, f"layers[{i}]") for i, e in enumerate(meta["layers"])]
     try:
         model = Sequential(layers, input_shape=tuple(meta["input_shape"]), seed=meta["seed"],
                            dtype=meta["dtype"], name=meta["name"])
     except (TypeError, ValueError) as e:
         _fail(p, f"cannot build the architecture for input_shape {tuple(meta['input_shape'])}: {_describe(e)}", e)
+    pairs = list(zip(model.leaves(), _header_leaves(meta["layers"])))
     problems = []
-    for layer, entry in zip(model.layers, meta["layers"]):
-        listed = entry["params"]
-        for key in dict.fromkeys([*layer.params, *listed]):
-            want = layer.params.get(key)
+    for (path, layer), (_, entry) in pairs:
+        listed, stored = entry["params"], _stored(layer)
+        for key in dict.fromkeys([*stored, *listed]):
+            want = stored.get(key)
             if key not in listed:
-                problems.append(f"{layer.name}.{key}: the architecture needs {want.dtype} {want.shape}, "
+                problems.append(f"{path}.{key}: the architecture needs {want.dtype} {want.shape}, "
                                 f"found no such entry")
             elif want is None:
-                problems.append(f"{layer.name}.{key}: the architecture has no such parameter, found an entry "
+                problems.append(f"{path}.{key}: the architecture has no such parameter, found an entry "
                                 f"of shape {tuple(listed[key])}")
             elif want.shape != tuple(listed[key]):
-                problems.append(f"{layer.name}.{key}: the architecture needs shape {want.shape}, found "
+                problems.append(f"{path}.{key}: the architecture needs shape {want.shape}, found "
                                 f"{tuple(listed[key])}")
     if problems:
         _fail(p, "parameters do not match the architecture:\n  " + "\n  ".join(problems))
-    for layer, entry in zip(model.layers, meta["layers"]):
-        for key, dst in layer.params.items():
-            np.copyto(dst, c.params[f"{layer.name}.{key}"])
+    for (path, layer), (_, entry) in pairs:
+        for key, dst in _stored(layer).items():
+            np.copyto(dst, c.params[f"{path}.{key}"])
         layer.trainable = entry["trainable"]
     return model
 
@@ -495,56 +557,76 @@ def load(path) -> Sequential:
     return load_checkpoint(path).model
 
 
+def _subtree(leaves: list, name: str) -> dict:
+    """The leaves at or under dotted ``name``, keyed by their path relative to ``name``."""
+    return {path[len(name):]: item for path, item in leaves if path == name or path.startswith(name + ".")}
+
+
 def load_weights(model: Sequential, path, layers=None, strict: bool = True) -> list[str]:
     """Copy the weights of the named ``layers`` from the checkpoint at ``path`` into the
-    built ``model`` (matched by layer name), e.g. a pretrained base into a model with a
-    different head: ``load_weights(model, path, layers=nptl.models.SEED_CNN_BASE)``.
+    built ``model`` (matched by dotted name), e.g. a pretrained base into a model with a
+    different head: ``load_weights(model, path, layers=nptl.models.SEED_CNN_BASE)``.  A
+    block's name (``"layer3"``) selects every layer inside it; ``"layer3.1.conv2"`` one layer.
 
-    ``layers=None`` selects every layer name present in both.  With ``strict=True`` a
+    ``layers=None`` selects every top-level layer name present in both.  With ``strict=True`` a
     requested layer missing from the checkpoint or the model is an error; with
     ``strict=False`` it is skipped.  Everything is checked before anything is copied: if any
-    selected layer differs in type or in any parameter's shape, ONE :class:`CheckpointError`
-    lists every mismatch (``dense2.w: checkpoint (64, 10) vs model (64, 5)``) and the model is
-    left unmodified.  Values are cast to the model's dtype and copied in place (trainable
-    flags are not changed).  Returns the names of the layers loaded (parameter-free layers
-    included), in the order selected."""
+    selected layer differs in structure, type or any parameter's shape, ONE
+    :class:`CheckpointError` lists every mismatch (``dense2.w: checkpoint (64, 10) vs model
+    (64, 5)``) and the model is left unmodified.  Values are cast to the model's dtype and
+    copied in place (trainable flags are not changed).  Returns the names of the layers loaded
+    (parameter-free layers included), in the order selected."""
     if not isinstance(model, Sequential):
         raise TypeError(f"load_weights: expected a Sequential model, got {type(model).__name__}")
     model._require_built()
     c = _read_all(path)
-    ck = {e["config"]["name"]: e for e in c.meta["layers"]}
-    model_names = [l.name for l in model.layers]
+    ck_named = dict(_header_named(c.meta["layers"]))
+    model_named = dict(model.named_layers())
     if layers is None:
-        selected = [n for n in model_names if n in ck]
+        selected = [l.name for l in model.layers if l.name in ck_named]
     else:
         requested = [layers] if isinstance(layers, str) else list(layers)
         if strict:
-            not_ck = [n for n in requested if n not in ck]
-            not_model = [n for n in requested if n not in model_names]
+            not_ck = [n for n in requested if n not in ck_named]
+            not_model = [n for n in requested if n not in model_named]
             if not_ck or not_model:
                 parts = []
                 if not_ck:
-                    parts.append(f"not in the checkpoint: {not_ck} (checkpoint layers: {list(ck)})")
+                    parts.append(f"not in the checkpoint: {not_ck} (checkpoint layers: "
+                                 f"{[e['config']['name'] for e in c.meta['layers']]})")
                 if not_model:
-                    parts.append(f"not in the model: {not_model} (model layers: {model_names})")
+                    parts.append(f"not in the model: {not_model} (model layers: {[l.name for l in model.layers]})")
                 _fail(c.path, "requested layers missing (strict=True); " + "; ".join(parts))
-        selected = list(dict.fromkeys(n for n in requested if n in ck and n in model_names))
-    problems = []
+        selected = list(dict.fromkeys(n for n in requested if n in ck_named and n in model_named))
+    model_leaves, ck_leaves = model.leaves(), list(_header_leaves(c.meta["layers"]))
+    problems, copies = [], []
     for name in selected:
-        layer, entry = model[name], ck[name]
-        if entry["type"] != type(layer).__name__:
-            problems.append(f"{name}: checkpoint {entry['type']} vs model {type(layer).__name__}")
-        for key in dict.fromkeys([*layer.params, *entry["params"]]):
-            ck_shape = tuple(entry["params"][key]) if key in entry["params"] else None
-            m_shape = layer.params[key].shape if key in layer.params else None
-            if ck_shape != m_shape:
-                problems.append(f"{name}.{key}: checkpoint {ck_shape if ck_shape is not None else 'absent'} "
-                                f"vs model {m_shape if m_shape is not None else 'absent'}")
+        ck_type, m_type = ck_named[name]["type"], type(model_named[name]).__name__
+        if ck_type != m_type and isinstance(model_named[name], Block):  # leaves are compared below
+            problems.append(f"{name}: checkpoint {ck_type} vs model {m_type}")
+        mine, theirs = _subtree(model_leaves, name), _subtree(ck_leaves, name)
+        for rel in dict.fromkeys([*mine, *theirs]):
+            full = name + rel
+            if rel not in theirs or rel not in mine:
+                where = "the model" if rel in mine else "the checkpoint"
+                problems.append(f"{full}: only in {where}")
+                continue
+            layer, entry = mine[rel], theirs[rel]
+            if entry["type"] != type(layer).__name__:
+                problems.append(f"{full}: checkpoint {entry['type']} vs model {type(layer).__name__}")
+            stored = _stored(layer)
+            for key in dict.fromkeys([*stored, *entry["params"]]):
+                ck_shape = tuple(entry["params"][key]) if key in entry["params"] else None
+                m_shape = stored[key].shape if key in stored else None
+                if ck_shape != m_shape:
+                    problems.append(f"{full}.{key}: checkpoint {ck_shape if ck_shape is not None else 'absent'} "
+                                    f"vs model {m_shape if m_shape is not None else 'absent'}")
+                else:
+                    copies.append((stored[key], c.params[f"{full}.{key}"]))
     if problems:
         _fail(c.path, f"cannot load weights into model '{model.name}', nothing was modified; "
                       f"{len(problems)} mismatch(es):\n  " + "\n  ".join(problems))
-    for name in selected:
-        layer = model[name]
-        for key, dst in layer.params.items():
-            np.copyto(dst, c.params[f"{name}.{key}"], casting="same_kind")
+    for dst, src in copies:
+        np.copyto(dst, src, casting="same_kind")
     return selected
+

@@ -111,14 +111,14 @@ def fit(model, x, y, optimizer, epochs: int = 1, batch_size: int = 64, validatio
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"fit: 'epochs' and 'batch_size' must be >= 1, got {epochs} and {batch_size}")
     x = np.asarray(x)
-    y = ops.check_labels(y, len(x), model.output_shape[-1], "fit")
+    y = ops.check_labels(y, len(x), model.output_shape()[-1], "fit")
     if len(x) == 0:
         raise ValueError("fit: the training set is empty")
     if model.lowest_trainable_index() is None:
         raise ValueError(f"fit: model '{model.name}' has no trainable parameters (every layer is frozen)")
     if validation_data is not None:
         xv = np.asarray(validation_data[0])
-        yv = ops.check_labels(validation_data[1], len(xv), model.output_shape[-1], "fit (validation_data)")
+        yv = ops.check_labels(validation_data[1], len(xv), model.output_shape()[-1], "fit (validation_data)")
 
     start = cacheable_prefix(model, augment) if cache_features else 0
     if cache_features is True and start == 0:
@@ -205,7 +205,7 @@ def fit(model, x, y, optimizer, epochs: int = 1, batch_size: int = 64, validatio
 
 def evaluate(model, x, y, batch_size: int = 256, class_names=None) -> Evaluation:
     """Accuracy, loss, per-class precision/recall/F1, macro averages and the confusion matrix."""
-    num_classes = model.output_shape[-1]
+    num_classes = model.output_shape()[-1]
     y = ops.check_labels(y, len(x), num_classes, "evaluate")
     logits = model.predict(np.asarray(x), batch_size=batch_size)
     loss, _ = ops.cross_entropy(logits, y)

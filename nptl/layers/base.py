@@ -14,17 +14,20 @@ import numpy as np
 
 class Parameter:
     """A view of one parameter: ``layer.params[key]`` and ``layer.grads[key]``, named
-    ``"<layer>.<key>"``.  Optimizers keep their state per ``name`` and update ``value`` in place."""
+    ``"<path>.<key>"`` where ``path`` is the layer's dotted name in its model (``layer1.0.conv1``;
+    the layer's own name when it is not inside a block).  Optimizers keep their state per
+    ``name`` and update ``value`` in place."""
 
-    __slots__ = ("layer", "key")
+    __slots__ = ("layer", "key", "path")
 
-    def __init__(self, layer: "Layer", key: str):
+    def __init__(self, layer: "Layer", key: str, path: str | None = None):
         self.layer = layer
         self.key = key
+        self.path = path
 
     @property
     def name(self) -> str:
-        return f"{self.layer.name}.{self.key}"
+        return f"{self.path or self.layer.name}.{self.key}"
 
     @property
     def value(self) -> np.ndarray:
