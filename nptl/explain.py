@@ -1334,7 +1334,7 @@ def _walk_model(args) -> str:
     data = load_dataset(data_name, seed=0) if data_name == "synthetic" else load_dataset(data_name)
     if not 0 <= args.image < len(data.x_test):
         raise ExplainError(f"--image {args.image} is outside the {len(data.x_test)} test images of {data_name}")
-    classes = model.output_shape[-1]
+    classes = model.output_shape()[-1]
     names = (ckpt.extra or {}).get("class_names")
     if names is None or len(names) != classes:
         names = list(data.class_names) if len(data.class_names) == classes else None
