@@ -1,4 +1,4 @@
-"""The ``nptl`` command line: ``transfer`` (the main job), ``train``, ``evaluate``, ``summary``, ``explain``.
+"""The ``nptl`` command line: ``transfer`` (the main job), ``train``, ``evaluate``, ``summary``, ``explain``, ``plot``.
 
 Also run as ``python -m nptl``.  ``--data`` takes ``fashion-mnist`` (the Debian package
 ``dataset-fashion-mnist``, files in /usr/share/datasets/fashion-mnist/), ``synthetic`` (generated
@@ -59,6 +59,13 @@ def cmd_transfer(args) -> int:
     from .transfer import format_table, run_transfer
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)
+    if args.plots:
+        import tempfile
+
+        from . import plots
+
+        plots.require()
+        keep = tempfile.TemporaryDirectory(prefix="nptl-plots-") if args.save is None else None
     data_name = args.data or _default_data()
     data = _load(data_name, args.seed, log)
     for arg, classes in (("--source-classes", args.source_classes), ("--target-classes", args.target_classes)):
@@ -70,10 +77,13 @@ def cmd_transfer(args) -> int:
         source_epochs=args.epochs, scratch_epochs=args.scratch_epochs, head_epochs=args.head_epochs,
         finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, augment=not args.no_augment, repeats=args.repeats, seed=args.seed,
-        save_dir=args.save, progress=not args.quiet, log=log)
+        save_dir=args.save or (keep.name if args.plots else None), progress=not args.quiet, log=log)
     print(format_table(result))
     if args.json:
         _write_json(args.json, result)
+    if args.plots:
+        for path in plots.for_transfer(args.plots, result, args.save or keep.name, data):
+            log(f"wrote {path}")
     return 0
 
 
@@ -85,6 +95,10 @@ def cmd_train(args) -> int:
     from .train import EarlyStopping, evaluate, fit
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)
+    if args.plots:
+        from . import plots
+
+        plots.require()
     data_name = args.data or _default_data()
     data = _load(data_name, args.seed, log)
     x, y, xt, yt, names = data.x_train, data.y_train, data.x_test, data.y_test, list(data.class_names)
@@ -119,6 +133,10 @@ def cmd_train(args) -> int:
         log(f"saved {args.save}")
     if args.json:
         _write_json(args.json, {"data": data_name, "seconds": seconds, "test": ev.as_dict(), **hist.as_dict()})
+    if args.plots:
+        for path in plots.write_all(args.plots, {"train": hist.history}, ev, model, xt[0], "test image 0",
+                                    f"nptl train on {data_name}"):
+            log(f"wrote {path}")
     return 0
 
 
@@ -174,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nptl", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
+    def plots_dir(sp):
+        sp.add_argument("--plots", default=None, metavar="DIR",
+                        help="write PNG figures here: curves, confusion matrix, filters, feature maps (needs matplotlib)")
+
     def common(sp, data_help="fashion-mnist, synthetic, cifar10:DIR or a directory"):
         sp.add_argument("--data", default=None, help=f"{data_help} (default: fashion-mnist if installed, else synthetic)")
         sp.add_argument("--seed", type=int, default=0)
@@ -185,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("transfer", help="pretrain on source classes, then scratch / frozen / finetune arms on target classes")
     common(t)
+    plots_dir(t)
     t.add_argument("--source-classes", type=_classes, default=[0, 1, 2, 3, 4])
     t.add_argument("--target-classes", type=_classes, default=[5, 6, 7, 8, 9])
     t.add_argument("--labels-per-class", type=int, default=20)
@@ -199,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train the seed CNN and report test metrics")
     common(tr)
+    plots_dir(tr)
     tr.add_argument("--classes", type=_classes, default=None)
     tr.add_argument("--labels-per-class", type=int, default=0)
     tr.add_argument("--epochs", type=int, default=3)
@@ -253,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     xp = sub.add_parser("explain", help="expand one element of a formula term by term, or walk one image through a model")
     explain.add_arguments(xp)
     xp.set_defaults(func=explain.command)
+
+    from . import plots
+
+    pl = sub.add_parser("plot", help="PNG figures from 'train/transfer --json' results or a saved model")
+    plots.add_arguments(pl)
+    pl.set_defaults(func=plots.command)
     return p
 
 

@@ -61,9 +61,10 @@ def pretrain_source(data, source_classes, path, epochs: int = 2, batch_size: int
 
 def fine_tune(model, x, y, seed: int, fine_tune_from: str = "conv3", finetune_epochs: int = 30,
               batch_size: int = 20, lr: float = 1e-3, optimizer: str = "adam", augment: bool = True,
-              progress: bool = True) -> float:
+              progress: bool = True, histories: dict | None = None) -> float:
     """Unfreeze the base from layer ``fine_tune_from`` up to ``flatten`` and train everything trainable
-    at ``lr / 10`` for ``finetune_epochs``; returns the seconds taken.
+    at ``lr / 10`` for ``finetune_epochs``; returns the seconds taken (and, given a dict
+    ``histories``, puts the per-epoch records in ``histories["finetune"]``).
 
     ``fine_tune_from="conv3"`` (the recipe's default) unfreezes ``conv3, relu3, flatten``;
     ``"conv1"`` the whole base.
@@ -74,18 +75,21 @@ def fine_tune(model, x, y, seed: int, fine_tune_from: str = "conv3", finetune_ep
                          f"{names[:names.index('flatten')]}, got {fine_tune_from!r}")
     t0 = time.perf_counter()
     model.unfreeze(*names[names.index(fine_tune_from):names.index("flatten") + 1])
-    fit(model, x, y, make_optimizer(optimizer, model, lr=lr / 10), epochs=finetune_epochs,
-        batch_size=batch_size, seed=seed + 1, augment=_augmenter(augment, seed + 1), progress=progress,
-        desc="finetune ")
+    hist = fit(model, x, y, make_optimizer(optimizer, model, lr=lr / 10), epochs=finetune_epochs,
+               batch_size=batch_size, seed=seed + 1, augment=_augmenter(augment, seed + 1), progress=progress,
+               desc="finetune ")
+    if histories is not None:
+        histories["finetune"] = hist.history
     return time.perf_counter() - t0
 
 
 def train_arm(arm: str, source_path, x, y, num_classes: int, seed: int, fine_tune_from: str = "conv3",
               scratch_epochs: int = 60, head_epochs: int = 60, finetune_epochs: int = 30,
               batch_size: int = 20, lr: float = 1e-3, optimizer: str = "adam", augment: bool = True,
-              progress: bool = True):
+              progress: bool = True, histories: dict | None = None):
     """Train one arm of the recipe on the labelled images ``x, y`` of draw ``seed``; returns
-    ``(model, seconds)``.  ``source_path`` is the pretrained source checkpoint (unused by
+    ``(model, seconds)``; a dict ``histories`` receives each phase's per-epoch records
+    (``"scratch"``, or ``"frozen"`` and for ``finetune`` also ``"finetune"``).  ``source_path`` is the pretrained source checkpoint (unused by
     ``scratch``).  Every arm is a pure function of its arguments: the same call gives the same
     model, whichever process runs it (the sweep relies on this).
 
@@ -104,12 +108,15 @@ def train_arm(arm: str, source_path, x, y, num_classes: int, seed: int, fine_tun
         io.load_weights(model, source_path, layers=SEED_CNN_BASE)
         model.freeze(up_to="flatten")
         epochs, desc = head_epochs, "frozen "
-    fit(model, x, y, make_optimizer(optimizer, model, lr=lr), epochs=epochs, batch_size=batch_size,
-        seed=seed, augment=_augmenter(augment, seed), progress=progress, desc=desc)
+    hist = fit(model, x, y, make_optimizer(optimizer, model, lr=lr), epochs=epochs, batch_size=batch_size,
+               seed=seed, augment=_augmenter(augment, seed), progress=progress, desc=desc)
+    if histories is not None:
+        histories[desc.strip()] = hist.history
     seconds = time.perf_counter() - t0
     if arm == "finetune":
         seconds += fine_tune(model, x, y, seed, fine_tune_from=fine_tune_from, finetune_epochs=finetune_epochs,
-                             batch_size=batch_size, lr=lr, optimizer=optimizer, augment=augment, progress=progress)
+                             batch_size=batch_size, lr=lr, optimizer=optimizer, augment=augment, progress=progress,
+                             histories=histories)
     return model, seconds
 
 
@@ -164,16 +171,23 @@ def run_transfer(data, data_name: str, source_classes, target_classes, labels_pe
 
         hyper = dict(scratch_epochs=scratch_epochs, head_epochs=head_epochs, finetune_epochs=finetune_epochs,
                      batch_size=target_batch_size, lr=lr, optimizer=optimizer, augment=augment, progress=progress)
-        scratch, seconds = train_arm("scratch", source_path, xt, yt, len(target_classes), s, **hyper)
+        phases = {} if r == 0 else None
+        scratch, seconds = train_arm("scratch", source_path, xt, yt, len(target_classes), s, histories=phases,
+                                     **hyper)
         record("scratch", scratch, seconds)
-        model, frozen_seconds = train_arm("frozen", source_path, xt, yt, len(target_classes), s, **hyper)
+        model, frozen_seconds = train_arm("frozen", source_path, xt, yt, len(target_classes), s,
+                                          histories=phases, **hyper)
         record("frozen", model, frozen_seconds)
         seconds = frozen_seconds + fine_tune(model, xt, yt, s, finetune_epochs=finetune_epochs,
                                              batch_size=target_batch_size, lr=lr, optimizer=optimizer,
-                                             augment=augment, progress=progress)
+                                             augment=augment, progress=progress, histories=phases)
         ev = record("finetune", model, seconds)
         if r == 0:
             result["finetune_report"] = ev.as_dict()
+            # per-epoch curves of the first draw; the finetune arm is its frozen phase, then fine-tuning
+            result["histories"] = {"scratch": phases["scratch"], "frozen": phases["frozen"],
+                                   "finetune": {k: phases["frozen"][k] + phases["finetune"][k]
+                                                for k in phases["finetune"]}}
 
     for arm in ARMS:
         acc = np.array([run["test_accuracy"] for run in runs[arm]])
