@@ -1146,10 +1146,24 @@ class ModelWalk:
         return self.render()
 
 
+def _leaves(layer) -> list:
+    """``(prefix, leaf layer)`` pairs: the layer itself, or every layer inside a block."""
+    from .graph import Block
+
+    return [(f"{p}.", leaf) for p, leaf in layer.leaves()] if isinstance(layer, Block) else [("", layer)]
+
+
 def _status(layer) -> str:
-    if not layer.params:
+    with_params = [leaf for _, leaf in _leaves(layer) if leaf.params]
+    if not with_params:
         return "no parameters"
-    return "trainable" if layer.trainable else "frozen"
+    training = sum(leaf.trainable for leaf in with_params)
+    return "trainable" if training == len(with_params) else ("frozen" if training == 0 else "partly frozen")
+
+
+def _param_grad_norms(layer) -> dict:
+    return {f"{prefix}{k}": float(np.linalg.norm(g)) for prefix, leaf in _leaves(layer)
+            if leaf.computes_param_grads for k, g in leaf.grads.items()}
 
 
 def walk(model, image, label=None, class_names=None, backward: bool = False, title: str = "") -> ModelWalk:
@@ -1191,8 +1205,7 @@ def walk(model, image, label=None, class_names=None, backward: bool = False, tit
             continue
         rec.grad_norm = float(np.linalg.norm(dy))
         dy = layer.backward(dy, input_grad=i > stop)
-        if layer.trainable:
-            rec.param_grad_norms = {k: float(np.linalg.norm(g)) for k, g in layer.grads.items()}
+        rec.param_grad_norms = _param_grad_norms(layer)
     model.zero_grad()
     return result
 

@@ -277,7 +277,7 @@ def _from_checkpoint(args) -> list:
     names = extra.get("class_names") or list(data.class_names)
     x, y = data.x_test, data.y_test
     evaluation = None
-    if len(names) == model.output_shape[-1] and all(n in data.class_names for n in names):
+    if len(names) == model.output_shape()[-1] and all(n in data.class_names for n in names):
         x, y = select_classes(x, y, [list(data.class_names).index(n) for n in names])
         evaluation = evaluate(model, x, y, class_names=names)
     if not 0 <= args.image < len(x):
