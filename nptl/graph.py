@@ -51,9 +51,24 @@ class Block(Layer):
         """The direct sub-layers, each under its own ``name``, in forward order."""
         raise NotImplementedError
 
-    def child_input_shapes(self, input_shape) -> list[tuple[Layer, tuple]]:
-        """Each child with the per-sample shape it receives when the block gets ``input_shape``."""
+    def child_input_shapes(self, input_shape):
+        """Yields each child with the per-sample shape it receives when the block gets
+        ``input_shape``."""
         raise NotImplementedError
+
+    def locate_shape_error(self, input_shape, prefix: str = ""):
+        """``(dotted name, input shape, error)`` of the first layer that cannot take what it
+        would receive for ``input_shape`` (a map too small, wrong channels), or None if all fit."""
+        last = None
+        try:
+            for layer, shape in self.child_input_shapes(input_shape):
+                last = layer, shape
+                layer.output_shape(shape)
+        except ValueError as e:
+            layer, shape = last
+            inner = layer.locate_shape_error(shape, f"{prefix}{layer.name}.") if isinstance(layer, Block) else None
+            return inner or (f"{prefix}{layer.name}", shape, e)
+        return None
 
     def named_layers(self, prefix: str = ""):
         """``(dotted name, layer)`` for every layer inside this block, at every depth, blocks
@@ -198,11 +213,10 @@ class Sequential(Block):
         return self.layers
 
     def child_input_shapes(self, input_shape):
-        out, shape = [], tuple(input_shape)
+        shape = tuple(input_shape)
         for layer in self.layers:
-            out.append((layer, shape))
+            yield layer, shape
             shape = layer.output_shape(shape)
-        return out
 
     def config(self) -> dict:
         return {"name": self.name}
@@ -222,11 +236,18 @@ class Sequential(Block):
         """Build every layer for per-sample ``input_shape`` (no batch axis); returns the output
         shape.  A model draws its initial weights from ``seed``; a block inside a model from the
         model's generator."""
-        if rng is None:
+        top = rng is None
+        if top:
             rng = np.random.default_rng(self.seed)
         if dtype is not None:
             self.dtype = np.dtype(dtype)
         self.input_shape = tuple(int(s) for s in input_shape)
+        if top:
+            where = self.locate_shape_error(self.input_shape)
+            if where is not None:
+                path, shape, err = where
+                raise ValueError(f"model '{self.name}': input {self.input_shape} does not fit layer '{path}' "
+                                 f"({type(self[path]).__name__}), which would receive {shape}: {err}")
         return self._build_children(self.layers, self.input_shape, rng, self.dtype)
 
     def _require_built(self):
@@ -371,8 +392,9 @@ class Residual(Block):
         return self.main.layers + ([self.shortcut] if self.shortcut is not None else [])
 
     def child_input_shapes(self, input_shape):
-        short = [(self.shortcut, tuple(input_shape))] if self.shortcut is not None else []
-        return self.main.child_input_shapes(input_shape) + short
+        yield from self.main.child_input_shapes(input_shape)
+        if self.shortcut is not None:
+            yield self.shortcut, tuple(input_shape)
 
     def config(self) -> dict:
         return {"name": self.name}

@@ -7,6 +7,8 @@ API
 - :func:`load_checkpoint` ``(path) -> Checkpoint`` (model + ``extra`` + ``extra_arrays`` + metadata)
 - :func:`load_weights` ``(model, path, layers=None, strict=True) -> list[str]`` (partial loading)
 - :func:`read_metadata` ``(path) -> dict`` (the JSON header, no model is built)
+- :func:`import_torch` ``(model, path_or_mapping, skip_head=False) -> list[str]`` and
+  :func:`export_torch` ``(model) -> dict``: PyTorch state dicts (:mod:`nptl.torch_weights`)
 - :class:`CheckpointError` (a ``ValueError``): every problem with a checkpoint file
 
 File format (``format = "nptl.checkpoint"``, ``format_version = 1``)
@@ -29,8 +31,14 @@ numeric/bool/string arrays -- never pickled objects -- and the loader always pas
          "extra": <any JSON value or null>,              # e.g. class names, history
          "extra_arrays": ["optim/...", ...]}             # names of the extra array entries
 
-``<layer>.<key>``
-    One array per parameter (e.g. ``conv1.w``, ``dense2.b``), of the model's ``dtype``.
+A block (:mod:`nptl.graph`) has no ``trainable``/``params`` of its own; its entry lists its
+children: ``{"type": "Sequential", "config": {"name": "layer1"}, "layers": [...]}`` and
+``{"type": "Residual", "config": {"name": "0"}, "layers": [<main path>], "shortcut": <entry or
+null>}``.
+
+``<dotted layer name>.<key>``
+    One array per parameter (e.g. ``conv1.w``, ``dense2.b``, ``layer1.0.conv1.w`` inside
+    blocks), of the model's ``dtype``.
 
 ``<name>`` for each name in ``extra_arrays``
     Optional user arrays (e.g. optimizer state), any numeric, bool or string dtype.
@@ -67,6 +75,7 @@ import numpy as np
 
 from .graph import Block, Residual, Sequential
 from .layers import LAYER_TYPES
+from .torch_weights import WeightsError, export_torch, import_torch  # noqa: F401  (PyTorch state dicts)
 
 #: the composite layers a checkpoint can hold (their entries list their children's)
 BLOCK_TYPES = {"Sequential": Sequential, "Residual": Residual}
@@ -76,6 +85,7 @@ FORMAT_VERSION = 1
 HEADER_KEY = "__nptl__"
 
 __all__ = ["CheckpointError", "Checkpoint", "save", "load", "load_checkpoint", "load_weights",
+           "import_torch", "export_torch", "WeightsError",
            "read_metadata", "FORMAT_NAME", "FORMAT_VERSION", "HEADER_KEY"]
 
 _PARAM_DTYPES = ("float32", "float64")

@@ -1,6 +1,8 @@
 """Pooling layers."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import ops
 from .._checks import check_int
 from ..kernels import pool as kernel
@@ -9,6 +11,7 @@ from .base import Layer
 
 class _Pool2D(Layer):
     kind = "pool"
+    padding = 0  # MaxPool2D pads with −∞ (P3)
 
     def __init__(self, size: int = 2, stride: int | None = None, name: str | None = None):
         super().__init__(name)
@@ -23,34 +26,53 @@ class _Pool2D(Layer):
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(f"layer '{self.name}' ({type(self).__name__}) expects input (C, H, W), got {tuple(input_shape)}")
-        _, C, Ho, Wo = ops.pool2d_output_shape((1,) + tuple(input_shape), self.size, self.stride,
+        C, H, W = input_shape
+        P = self.padding
+        _, C, Ho, Wo = ops.pool2d_output_shape((1, C, H + 2 * P, W + 2 * P), self.size, self.stride,
                                                where=f"layer '{self.name}' ({type(self).__name__})")
         return (C, Ho, Wo)
 
     def _checked(self, x):
         x = self._input(x, (self.input_shape[0], None, None), "(N, C, H, W)")
-        ops.pool2d_output_shape(x.shape, self.size, self.stride,
+        N, C, H, W = x.shape
+        P = self.padding
+        ops.pool2d_output_shape((N, C, H + 2 * P, W + 2 * P), self.size, self.stride,
                                 where=f"layer '{self.name}' ({type(self).__name__})")
         return x
 
 
 class MaxPool2D(_Pool2D):
-    """Max pooling over ``size×size`` windows with ``stride`` (default ``size``).
+    """Max pooling over ``size×size`` windows with ``stride`` (default ``size``) and optional
+    ``padding`` (ResNet's stem pools 3×3, stride 2, padding 1).
 
-    Shapes: ``(N, C, H, W) → (N, C, (H−size)//s + 1, (W−size)//s + 1)``; no parameters.
+    Shapes: ``(N, C, H, W) → (N, C, (H+2P−size)//s + 1, (W+2P−size)//s + 1)``; no parameters.
 
-    Forward  (P1)  y[n,c,i,j] = max_{0≤p,q<size} x[n,c,i·s+p, j·s+q]
+    Forward  (P1)  y[n,c,i,j] = max_{0≤p,q<size} xp[n,c,i·s+p, j·s+q]
     Backward (P2)  dx[n,c,h,w] = Σ_{i,j: (h,w) = argmax of window (i,j)} dy[n,c,i,j]
+    Padding  (P3)  xp = x with P rows/columns of −∞ on every side; dx = dxp without them
     The max is piecewise the identity on its argmax, so the whole gradient of a window goes to
     that one input; on ties, to the first maximum in row-major window order (as PyTorch).
+    −∞ never wins a window that holds a real input, which ``padding ≤ size // 2`` guarantees
+    (PyTorch's rule), so (P3) is PyTorch's padded max pooling and the padding gets no gradient.
     """
 
-    def __init__(self, size: int = 2, stride: int | None = None, name: str | None = None):
+    def __init__(self, size: int = 2, stride: int | None = None, padding: int = 0, name: str | None = None):
         super().__init__(size, stride, name)
+        where = f"MaxPool2D({name or ''})"
+        self.padding = check_int(padding, "padding", where, 0)
+        if self.padding > self.size // 2:
+            raise ValueError(f"{where}: 'padding' must be at most size // 2 = {self.size // 2} (every window "
+                             f"must hold an input), got {padding}")
         self._argmax = None
+
+    def config(self):
+        return dict(super().config(), padding=self.padding)
 
     def forward(self, x, training=False):
         x = self._checked(x)
+        P = self.padding
+        if P:                                                          # (P3)
+            x = np.pad(x, ((0, 0), (0, 0), (P, P), (P, P)), constant_values=-np.inf)
         y, arg = kernel.max_pool2d_forward(x, self.size, self.stride)
         if training:
             self._argmax, self._x_shape = arg, x.shape
@@ -61,7 +83,9 @@ class MaxPool2D(_Pool2D):
         if not input_grad:
             return None
         dy = self._as_dtype(dy)
-        return kernel.max_pool2d_backward(dy, arg, self._x_shape[2], self._x_shape[3])
+        dx = kernel.max_pool2d_backward(dy, arg, self._x_shape[2], self._x_shape[3])
+        P = self.padding
+        return np.ascontiguousarray(dx[:, :, P:-P, P:-P]) if P else dx  # (P3)
 
 
 
