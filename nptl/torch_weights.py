@@ -174,7 +174,7 @@ def read_state_dict(source) -> tuple[str, dict]:
 
 
 # -- importing ---------------------------------------------------------------------------------
-def import_torch(model: Block, source, skip_head: bool = False) -> list[str]:
+def import_torch(model: Block, source, skip_head: bool = False, source_name: str | None = None) -> list[str]:
     """Copy a PyTorch state dict into ``model`` using the key mapping in the module docstring;
     returns the torch keys copied.
 
@@ -182,8 +182,11 @@ def import_torch(model: Block, source, skip_head: bool = False) -> list[str]:
     dropped and the model's head (a new one, or none with ``include_top=False``) keeps its
     initial weights.  Every missing, unexpected or mis-shaped key is listed in ONE
     :class:`WeightsError` before anything is changed.  Values are cast to the model's dtype.
+    ``source_name`` names a mapping's origin in messages (a file already read by the caller).
     """
     where, arrays = read_state_dict(source)
+    if source_name is not None:
+        where = f"'{source_name}'"
     if skip_head:
         arrays = {k: v for k, v in arrays.items() if not k.startswith(HEAD_PREFIXES)}
     expected = {k: v for k, v in torch_keys(model).items() if not (skip_head and k.startswith(HEAD_PREFIXES))}
