@@ -12,7 +12,9 @@ read back from the kernels; the kernel is called once, to confirm the total.
 >>> x = np.arange(16.0).reshape(1, 1, 4, 4); w = np.ones((1, 1, 3, 3)); b = np.array([1.0])
 >>> t = explain.conv2d(x, w, b, padding=1, at=(0, 0, 0, 0))
 >>> t.total, t.kernel_value, len(t.terms), sum(f.padding for term in t.terms for f in term.factors)
-(21.0, 21.0, 10, 5)
+(11.0, 11.0, 10, 5)
+>>> t.terms[1].symbol, t.terms[1].numbers     # the first window position lies in the padding
+('x[0,0,-1,-1]·w[0,0,0,0]', '0·1')
 
 The zero padding is shown, not skipped: a term whose ``x`` index lies outside the image has
 the factor ``x[n,c,-1,0]`` with value 0 and ``padding=True``.  Backward traces
@@ -39,7 +41,7 @@ __all__ = [
     "avg_pool2d", "avg_pool2d_backward", "dense", "dense_backward", "relu", "relu_backward",
     "sigmoid", "sigmoid_backward", "softmax", "softmax_backward", "cross_entropy",
     "cross_entropy_backward", "binary_cross_entropy", "binary_cross_entropy_backward",
-    "mse", "mse_backward", "render", "small_integers",
+    "mse", "mse_backward", "render", "small_integers", "walk", "ModelWalk", "LayerRecord",
 ]
 
 
@@ -209,10 +211,17 @@ def _wrapped(lhs: str, pieces: list[str], sep: str, width: int = 100) -> list[st
     return lines
 
 
-def _expansion(t: Trace) -> list[str]:
+def _elided(pieces: list, max_terms: int | None, count: int) -> list:
+    """The first ``max_terms - 1`` pieces, a marker, and the last one (all when they fit)."""
+    if max_terms is None or count <= max_terms:
+        return pieces
+    return pieces[: max_terms - 1] + [f"... ({count - max_terms} more terms) ...", pieces[-1]]
+
+
+def _expansion(t: Trace, max_terms: int | None = None) -> list[str]:
     lines = []
     for s in t.before:
-        lines.append(f"{s.lhs} = {s.symbol} = {s.numbers} = {fmt(s.value)}")
+        lines += _long(f"{s.lhs} = {s.symbol} = {s.numbers} = {fmt(s.value)}", len(s.lhs) + 1)
     name = t.combined or t.target
     if t.terms and t.sum_line:
         if t.combine == "max":
@@ -223,18 +232,30 @@ def _expansion(t: Trace) -> list[str]:
             sep = ", "
         else:
             sym, num, sep = [x.symbol for x in t.terms], [x.numbers for x in t.terms], " + "
+            if len(t.terms) == 1 and len(t.terms[0].factors) == 1:
+                num = [fmt(t.terms[0].value)]
         lhs = f"{name} = "
-        lines += _wrapped(lhs, sym, sep)
+        n = len(t.terms)
+        lines += _wrapped(lhs, _elided(sym, max_terms, n), sep)
         if num != sym:
-            lines += _wrapped(" " * (len(lhs) - 2) + "= ", num, sep)
+            lines += _wrapped(" " * (len(lhs) - 2) + "= ", _elided(num, max_terms, n), sep)
         combined = max(x.value for x in t.terms) if t.combine == "max" else math.fsum(x.value for x in t.terms)
-        lines.append(" " * (len(lhs) - 2) + f"= {fmt(combined)}")
+        if num[-1] != fmt(combined) or len(num) > 1:
+            lines.append(" " * (len(lhs) - 2) + f"= {fmt(combined)}")
     elif not t.terms and t.combine == "sum":
         lines.append(f"{name} = 0   (empty sum: no term of the formula reaches this entry)")
     for s in t.steps:
         parts = [s.symbol] + ([s.numbers] if s.numbers != s.symbol else []) + [fmt(s.value)]
-        lines.append(f"{s.lhs} = " + " = ".join(parts))
+        lines += _long(f"{s.lhs} = " + " = ".join(parts), len(s.lhs) + 1)
     return lines
+
+
+def _long(line: str, indent: int, width: int = 100) -> list[str]:
+    """A long line of arithmetic broken at spaces, continuation lines indented under its '='."""
+    import textwrap
+
+    return textwrap.wrap(line, width, subsequent_indent=" " * (indent + 2), break_long_words=False,
+                         break_on_hyphens=False) or [line]
 
 
 def _check_line(t: Trace) -> str:
@@ -242,10 +263,26 @@ def _check_line(t: Trace) -> str:
     return f"fast kernel {t.kernel}: {t.target} = {fmt(t.kernel_value)}  -- {mark}"
 
 
-def render(traces, fmt_name: str = "text", arrays: bool = True, title: str | None = None) -> str:
-    """Render one trace or a list of traces as ``text``, ``markdown`` or ``json``; with
-    ``arrays`` the inputs (of the first trace, shared by the others) and each output are shown."""
+SMALL = 256  # arrays up to this many elements are printed in full
+
+
+def render(traces, fmt_name: str = "text", arrays: bool | None = None, title: str | None = None,
+           max_terms: int | None = None) -> str:
+    """Render one trace or a list of traces as ``text``, ``markdown`` or ``json``.
+
+    ``arrays``: show the inputs (of the first trace, shared by the others) and each output;
+    ``None`` shows them when every one has at most :data:`SMALL` elements and otherwise lists
+    their shapes.  ``max_terms``: in text and markdown, show at most that many terms of each
+    sum (the first ones and the last; JSON always holds every term).
+    """
     traces = [traces] if isinstance(traces, Trace) else list(traces)
+    if arrays is None:
+        every = [v for t in traces for v in t.inputs.values()] + [t.output[1] for t in traces if t.output]
+        arrays = all(np.size(v) <= SMALL for v in every)
+        if not arrays and fmt_name != "json" and traces:
+            shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in traces[0].inputs.items())
+            outs = ", ".join(f"{t.output[0]} {np.shape(t.output[1])}" for t in traces if t.output)
+            title = (f"{title}\n" if title else "") + f"(arrays not shown: inputs {shapes}; outputs {outs})"
     if fmt_name == "json":
         out = {"title": title, "traces": [t.to_dict(arrays=False) for t in traces]}
         if arrays and traces:
@@ -266,11 +303,11 @@ def render(traces, fmt_name: str = "text", arrays: bool = True, title: str | Non
     for t in traces:
         if md:
             lines += [f"### {t.op}: `{t.target}`", "", f"Formula: `{t.formula}`", "", "```"]
-            lines += _expansion(t) + ["```"] + [f"- {n}" for n in t.notes]
+            lines += _expansion(t, max_terms) + ["```"] + [f"- {n}" for n in t.notes]
             lines += ["", f"Fast kernel `{t.kernel}`: `{t.target}` = {fmt(t.kernel_value)} "
                       + ("(matches)" if t.matches else f"(DIFFERS from the trace's {fmt(t.total)})"), ""]
         else:
-            lines += [f"{t.op}: {t.formula}"] + _expansion(t) + [f"  note: {n}" for n in t.notes]
+            lines += [f"{t.op}: {t.formula}"] + _expansion(t, max_terms) + [f"  note: {n}" for n in t.notes]
             lines += [_check_line(t), ""]
         if arrays and t.output is not None:
             block = format_array(*t.output)
@@ -685,11 +722,11 @@ def relu_backward(dy, x, at=None) -> Trace:
     gate = 1.0 if xv > 0 else 0.0
     term = Term((Factor("dy", at, g), Factor("x", at, xv)), g * gate, f"dy[{_idx(at)}]·[x[{_idx(at)}] > 0]",
                 f"{_par(g)}·[{fmt(xv)} > 0]")
-    from .kernels.activations import relu_backward as kernel
+    from . import ops
 
-    gx = kernel(dy.reshape(-1), x.reshape(-1)).reshape(x.shape)
+    gx = ops.relu_backward(dy, x)
     return Trace("relu backward", "(R2) dx = dy·[x > 0]   (0 at x = 0)", f"dx[{_idx(at)}]", [term], term.value,
-                 "nptl.kernels.activations.relu_backward", float(gx[at]),
+                 "nptl.ops.relu_backward", float(gx[at]),
                  notes=["the gradient passes where the input was positive, else it stops"],
                  inputs={"x": x, "dy": dy}, output=("dx", gx))
 
@@ -718,11 +755,10 @@ def sigmoid_backward(dy, x, at=None) -> Trace:
     term = Term((Factor("dy", at, g), Factor("x", at, xv)), g * s * (1 - s), f"dy[{_idx(at)}]·y·(1 − y)",
                 f"{_par(g)}·{fmt(s)}·{fmt(1 - s)}")
     from . import ops
-    from .kernels.activations import sigmoid_backward as kernel
 
-    gx = kernel(dy.reshape(-1), ops.sigmoid(x).reshape(-1)).reshape(x.shape)
+    gx = ops.sigmoid_backward(dy, ops.sigmoid(x))
     return Trace("sigmoid backward", "(S2) dx = dy·σ(x)·(1 − σ(x))", f"dx[{_idx(at)}]", [term], term.value,
-                 "nptl.kernels.activations.sigmoid_backward", float(gx[at]),
+                 "nptl.ops.sigmoid_backward", float(gx[at]),
                  before=[Step(f"y = σ(x[{_idx(at)}])", f"1/(1 + e^(−x[{_idx(at)}]))", f"1/(1 + e^({fmt(-xv)}))", s)],
                  inputs={"x": x, "dy": dy}, output=("dx", gx))
 
@@ -776,12 +812,10 @@ def softmax_backward(dy, x, at=None) -> Trace:
     s = math.fsum(t.value for t in terms)
     total = float(y[k]) * (float(dy[at]) - s)
     from . import ops
-    from .kernels.activations import softmax_backward as kernel
 
-    K = x.shape[-1]
-    gx = kernel(dy.reshape(-1, K), ops.softmax(x).reshape(-1, K)).reshape(x.shape)
+    gx = ops.softmax_backward(dy, ops.softmax(x))
     return Trace("softmax backward", "(SM2) dx[..,k] = y[..,k]·(dy[..,k] − Σ_j dy[..,j]·y[..,j])",
-                 f"dx[{_idx(at)}]", terms, total, "nptl.kernels.activations.softmax_backward", float(gx[at]),
+                 f"dx[{_idx(at)}]", terms, total, "nptl.ops.softmax_backward", float(gx[at]),
                  combined="s", steps=[Step(f"dx[{_idx(at)}]", f"y[{_idx(at)}]·(dy[{_idx(at)}] − s)",
                                            f"{fmt(y[k])}·({fmt(dy[at])} − {fmt(s)})", total)],
                  notes=[f"y[{r},·] = softmax(x[{r},·]) = ({', '.join(fmt(v) for v in y)})",
@@ -1249,6 +1283,7 @@ def add_arguments(p) -> None:
     p.add_argument("--backward", action="store_true", help="also expand the gradients (or, for a model, backward)")
     p.add_argument("--seed", type=int, default=0, help="seed of the small integer inputs")
     p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    g.add_argument("--max-terms", type=int, default=None, help="show at most this many terms of each sum")
     m = p.add_argument_group("model walk")
     m.add_argument("--data", default=None, help="data set of the image (default: fashion-mnist if installed, else synthetic)")
     m.add_argument("--image", type=int, default=0, help="index of the test image")
@@ -1333,7 +1368,7 @@ def _explain_op(args) -> str:
     if args.format == "text" and args.backward:
         # the inputs of the backward traces (with dy) are shown once, first
         traces[0].inputs = traces[-1].inputs
-    return render(traces, args.format, title=title)
+    return render(traces, args.format, title=title, max_terms=args.max_terms)
 
 
 def _walk_model(args) -> str:

@@ -31,6 +31,10 @@ How to add an op
            arg_names=("x",), cases="relu_cases", benchmark=None,
            torch=lambda F, x: F.relu(x)))
 
+6. Its trace for learners: ``nptl.explain.<op>`` / ``<op>_backward`` enumerating the formula's
+   terms and an entry in ``nptl.explain.EXPLAINERS`` (``tests/test_explain.py`` requires one
+   for every op registered here).
+
 That's all: ``python -m pytest tests/test_ops_contract.py`` now checks the new op against its
 reference twin (float32 and float64), against central differences in float64 and against
 ``torch.nn.functional``, and reaches each listed branch.

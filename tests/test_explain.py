@@ -256,3 +256,28 @@ def test_formats():
 def test_bad_arguments_name_what_is_wrong(call, message):
     with pytest.raises(explain.ExplainError, match=message.replace("(", r"\(").replace(")", r"\)")):
         call()
+
+
+def test_every_registered_op_has_a_trace_under_its_formula_labels():
+    """A new op in nptl.registry cannot skip its explain entry; the trace cites the same labels."""
+    from nptl import registry
+
+    registry.get("conv2d")  # the built-in entries are registered
+    rng = np.random.default_rng(0)
+    for name, op in registry.OPS.items():
+        assert name in explain.EXPLAINERS, f"nptl.explain has no entry for the registered op {name!r}"
+        ex = explain.EXPLAINERS[name]
+        g = {"shape": ex.default_shape, "kernel": (2, 2), "filters": 2, "units": 2, "stride": None, "padding": 0}
+        arrays = ex.inputs(g, rng)
+        forward = ex.forward(arrays, g, None)
+        assert forward.formula.startswith(f"({op.formulas[0]})"), (name, forward.formula)
+        if ex.upstream:
+            arrays[ex.upstream] = explain.small_integers(rng, ex.out_shape(arrays, g))
+        for trace, label in zip(ex.backward(arrays, g, [None, None, None]), op.formulas[1:]):
+            assert trace.formula.startswith(f"({label})") and trace.matches, (name, trace.formula)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    assert doctest.testmod(explain).failed == 0
