@@ -33,7 +33,7 @@ How to add an op
 
 6. Its trace for learners: ``nptl.explain.<op>`` / ``<op>_backward`` enumerating the formula's
    terms and an entry in ``nptl.explain.EXPLAINERS`` (``tests/test_explain.py`` requires one
-   for every op registered here).
+   for every op registered here that is not listed, with its reason, in ``explain.UNTRACED``).
 
 That's all: ``python -m pytest tests/test_ops_contract.py`` now checks the new op against its
 reference twin (float32 and float64), against central differences in float64 and against
