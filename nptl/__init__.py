@@ -31,6 +31,8 @@ _LAZY = {
     "ReLU": ("nptl.layers", "ReLU"),
     "Sigmoid": ("nptl.layers", "Sigmoid"),
     "Softmax": ("nptl.layers", "Softmax"),
+    "BatchNorm2D": ("nptl.layers", "BatchNorm2D"),
+    "BatchNorm1D": ("nptl.layers", "BatchNorm1D"),
 }
 
 __all__ = sorted(_LAZY)

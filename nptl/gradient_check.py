@@ -8,8 +8,11 @@
   ``dy = r``;
 - a loss op (``cross_entropy``, ``binary_cross_entropy``, ``mse``): ``L`` is the loss, the
   analytic gradient its returned derivative w.r.t. the first argument;
-- a layer or a ``Sequential`` model with ``args = (x,)``: ``L = Σ r ⊙ forward(x)``, checked
-  w.r.t. ``x`` and every parameter (a float64 copy is used; the original is untouched).
+- a layer or a ``Sequential`` model with ``args = (x,)``: ``L = Σ r ⊙ forward(x, training=True)``,
+  checked w.r.t. ``x`` and every trainable parameter (a float64 copy is used; the original is
+  untouched).  The layers' state (``Layer.state()``: BatchNorm's running statistics, Dropout's
+  call count) is reset before every evaluation, so each one sees the same batch statistics
+  and dropout mask as the analytic pass; buffers are state, never checked.
 
 Everything is done in float64.  For each checked array ``a`` with analytic gradient ``g`` and
 numerical gradient ``ĝ[k] = (L(a + h e_k) − L(a − h e_k)) / 2h`` over *all* entries ``k``
@@ -142,16 +145,27 @@ def gradcheck(target, *args, eps: float = 1e-6, max_entries: int | None = None, 
 
 
 def _check_module(module, args, rng, eps, max_entries, seed):
+    from .graph import Block
+
     (x,) = args
     m = copy.deepcopy(module).astype(np.float64)
     x = np.array(x, dtype=np.float64)
     params = m.parameters()
+    layers = [l for _, l in m.leaves()] if isinstance(m, Block) else [m]
+    state = [layer.state() for layer in layers]
+
+    def forward():
+        for layer, st in zip(layers, state):
+            layer.set_state(st)
+        return m.forward(x, training=True)
+
     m.zero_grad()
-    y = m.forward(x, training=True)
+    y = forward()
     r = rng.standard_normal(y.shape)
     dx = m.backward(r, input_grad=True)
     # frozen layers compute no parameter gradient: check only trainable parameters
     trainable = [p for p in params if p.layer.trainable]
     arrays = {"input": x, **{p.name: p.value for p in trainable}}
     analytic = {"input": dx, **{p.name: p.grad.copy() for p in trainable}}
-    return check_gradients(lambda: float(np.sum(r * m.forward(x))), arrays, analytic, eps, max_entries, seed)
+    return check_gradients(lambda: float(np.sum(r * forward())), arrays, analytic, eps, max_entries, seed)
+

@@ -124,6 +124,15 @@ class Block(Layer):
         """A block holds no parameters of its own (its layers do)."""
         return {}
 
+    @property
+    def buffers(self) -> dict:
+        """A block holds no state of its own (its layers may: BatchNorm's running statistics)."""
+        return {}
+
+    def buffer_count(self) -> int:
+        """Number of buffer values of every layer inside (saved, never trained)."""
+        return sum(l.buffer_count() for _, l in self.leaves())
+
     def _select(self, names, up_to):
         """The leaf layers that ``freeze``/``unfreeze`` act on."""
         leaves = self.leaves()
@@ -344,10 +353,13 @@ class Sequential(Block):
         line = lambda r: "".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
         rule = "=" * sum(widths)
         t, n = self.count_parameters()
+        buffers = self.buffer_count()
         text = "\n".join(
             [f'Model: "{self.name}"  input {(None,) + self.input_shape}  dtype {self.dtype}', rule, line(head), rule]
             + [line(r) for r in rows]
-            + [rule, f"Total params: {t + n:,}", f"Trainable params: {t:,}", f"Non-trainable params: {n:,}", rule]
+            + [rule, f"Total params: {t + n:,}", f"Trainable params: {t:,}", f"Non-trainable params: {n:,}"]
+            + ([f"Buffers (running statistics, saved, not trained): {buffers:,}"] if buffers else [])
+            + [rule]
         )
         if print_fn is not None:
             print_fn(text)

@@ -27,6 +27,8 @@ numeric/bool/string arrays -- never pickled objects -- and the loader always pas
                      "config": {"name": "conv1", ...},   # layer.config(): constructor kwargs
                      "trainable": true,
                      "params": {"w": [32, 1, 3, 3], "b": [32]}},   # shapes, informational
+                    {"type": "BatchNorm2D", ...,          # a layer with state also lists
+                     "buffers": {"running_mean": [64], ...}},   # its buffers (absent = none)
                     ...],
          "extra": <any JSON value or null>,              # e.g. class names, history
          "extra_arrays": ["optim/...", ...]}             # names of the extra array entries
@@ -38,7 +40,9 @@ null>}``.
 
 ``<dotted layer name>.<key>``
     One array per parameter (e.g. ``conv1.w``, ``dense2.b``, ``layer1.0.conv1.w`` inside
-    blocks), of the model's ``dtype``.
+    blocks), of the model's ``dtype``, and one per buffer (``bn1.running_mean``,
+    ``bn1.running_var`` of the model's dtype, ``bn1.num_batches_tracked`` int64): the layer
+    state that is saved but not trained.
 
 ``<name>`` for each name in ``extra_arrays``
     Optional user arrays (e.g. optimizer state), any numeric, bool or string dtype.
@@ -142,13 +146,22 @@ def _entry(layer) -> dict:
     if LAYER_TYPES.get(cls) is not type(layer):
         raise ValueError(f"save: layer '{layer.name}' has type {cls}, which is not in "
                          f"nptl.layers.LAYER_TYPES {sorted(LAYER_TYPES)}; it could not be loaded back")
-    return {"type": cls, "config": layer.config(), "trainable": bool(layer.trainable),
-            "params": {k: list(v.shape) for k, v in _stored(layer).items()}}
+    entry = {"type": cls, "config": layer.config(), "trainable": bool(layer.trainable),
+             "params": {k: list(v.shape) for k, v in layer.params.items()}}
+    if layer.buffers:
+        entry["buffers"] = {k: list(v.shape) for k, v in layer.buffers.items()}
+    return entry
 
 
 def _stored(layer) -> dict:
-    """Every array of a (non-block) layer that a checkpoint holds, by key."""
-    return layer.params
+    """Every array of a (non-block) layer that a checkpoint holds, by key: parameters, then
+    buffers (BatchNorm's running statistics)."""
+    return {**layer.params, **layer.buffers}
+
+
+def _listed(entry) -> dict:
+    """Key → shape of every array a header entry of a (non-block) layer lists."""
+    return {**entry["params"], **entry.get("buffers", {})}
 
 
 def _header(model: Sequential, extra, extra_names: list[str]) -> dict:
@@ -171,8 +184,9 @@ def _collect_arrays(model: Sequential, extra, extra_arrays) -> dict[str, np.ndar
     arrays: dict[str, np.ndarray] = {}
     for path, layer in model.leaves():
         for key, value in _stored(layer).items():
-            if value.dtype != model.dtype:
-                raise ValueError(f"save: parameter {path}.{key} has dtype {value.dtype} but the model's "
+            if value.dtype != model.dtype and not (key in layer.buffers and value.dtype.kind in "iu"):
+                what = "buffer" if key in layer.buffers else "parameter"
+                raise ValueError(f"save: {what} {path}.{key} has dtype {value.dtype} but the model's "
                                  f"dtype is {model.dtype}; call model.astype(...) first")
             arrays[f"{path}.{key}"] = value
     extra_arrays = {} if extra_arrays is None else dict(extra_arrays)
@@ -396,11 +410,16 @@ def _check_entries(path, entries: list, where: str) -> None:
             continue
         _check_type(path, f"{at}.trainable", entry.get("trainable"), bool, "true or false")
         params = _check_type(path, f"{at}.params", entry.get("params"), dict, "an object key -> shape")
-        for key, pshape in params.items():
-            if not isinstance(pshape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                                        for s in pshape):
-                _fail(path, f"header field {at}.params[{key!r}]: expected a shape (list of integers), "
-                            f"found {pshape!r}")
+        buffers = _check_type(path, f"{at}.buffers", entry.get("buffers", {}), dict, "an object key -> shape")
+        for field_name, listed in (("params", params), ("buffers", buffers)):
+            for key, pshape in listed.items():
+                if not isinstance(pshape, list) or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                            and s >= 0 for s in pshape):
+                    _fail(path, f"header field {at}.{field_name}[{key!r}]: expected a shape (list of integers), "
+                                f"found {pshape!r}")
+        clash = sorted(set(params) & set(buffers))
+        if clash:
+            _fail(path, f"header field {at}: {clash} listed both as parameters and as buffers")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         _fail(path, f"header: layer names must be unique, repeated: {dupes}")
@@ -447,7 +466,7 @@ def read_metadata(path) -> dict:
 class _Contents:
     path: str
     meta: dict
-    params: dict  # "<layer>.<key>" -> array
+    params: dict  # "<layer>.<key>" -> array, parameters and buffers
     extra_arrays: dict
 
 
@@ -472,6 +491,16 @@ def _read_all(path) -> _Contents:
                 problems.append(f"{full}: expected a {dtype} array of shape {tuple(shape)}, found no such entry")
             elif arr.dtype.name != dtype or arr.shape != tuple(shape):
                 problems.append(f"{full}: expected {dtype} {tuple(shape)}, found {arr.dtype} {arr.shape}")
+            else:
+                params[full] = arr
+        for key, shape in entry.get("buffers", {}).items():
+            full = f"{lname}.{key}"
+            arr = entries.pop(full, None)
+            if arr is None:
+                problems.append(f"{full}: expected a buffer of shape {tuple(shape)}, found no such entry")
+            elif arr.dtype.name not in (dtype, "int64") or arr.shape != tuple(shape):
+                problems.append(f"{full}: expected a {dtype} or int64 buffer {tuple(shape)}, found "
+                                f"{arr.dtype} {arr.shape}")
             else:
                 params[full] = arr
     extra_arrays = {}
@@ -525,7 +554,7 @@ def _build(c: _Contents) -> Sequential:
     pairs = list(zip(model.leaves(), _header_leaves(meta["layers"])))
     problems = []
     for (path, layer), (_, entry) in pairs:
-        listed, stored = entry["params"], _stored(layer)
+        listed, stored = _listed(entry), _stored(layer)
         for key in dict.fromkeys([*stored, *listed]):
             want = stored.get(key)
             if key not in listed:
@@ -537,6 +566,9 @@ def _build(c: _Contents) -> Sequential:
             elif want.shape != tuple(listed[key]):
                 problems.append(f"{path}.{key}: the architecture needs shape {want.shape}, found "
                                 f"{tuple(listed[key])}")
+            elif want.dtype != c.params[f"{path}.{key}"].dtype:
+                problems.append(f"{path}.{key}: the architecture needs dtype {want.dtype}, found "
+                                f"{c.params[f'{path}.{key}'].dtype}")
     if problems:
         _fail(p, "parameters do not match the architecture:\n  " + "\n  ".join(problems))
     for (path, layer), (_, entry) in pairs:
@@ -583,8 +615,9 @@ def load_weights(model: Sequential, path, layers=None, strict: bool = True) -> l
     ``strict=False`` it is skipped.  Everything is checked before anything is copied: if any
     selected layer differs in structure, type or any parameter's shape, ONE
     :class:`CheckpointError` lists every mismatch (``dense2.w: checkpoint (64, 10) vs model
-    (64, 5)``) and the model is left unmodified.  Values are cast to the model's dtype and
-    copied in place (trainable flags are not changed).  Returns the names of the layers loaded
+    (64, 5)``) and the model is left unmodified.  Buffers (BatchNorm running statistics) are
+    loaded with the parameters.  Values are cast to the model's dtype and copied in place
+    (trainable flags are not changed).  Returns the names of the layers loaded
     (parameter-free layers included), in the order selected."""
     if not isinstance(model, Sequential):
         raise TypeError(f"load_weights: expected a Sequential model, got {type(model).__name__}")
@@ -624,9 +657,9 @@ def load_weights(model: Sequential, path, layers=None, strict: bool = True) -> l
             layer, entry = mine[rel], theirs[rel]
             if entry["type"] != type(layer).__name__:
                 problems.append(f"{full}: checkpoint {entry['type']} vs model {type(layer).__name__}")
-            stored = _stored(layer)
-            for key in dict.fromkeys([*stored, *entry["params"]]):
-                ck_shape = tuple(entry["params"][key]) if key in entry["params"] else None
+            stored, listed = _stored(layer), _listed(entry)
+            for key in dict.fromkeys([*stored, *listed]):
+                ck_shape = tuple(listed[key]) if key in listed else None
                 m_shape = stored[key].shape if key in stored else None
                 if ck_shape != m_shape:
                     problems.append(f"{full}.{key}: checkpoint {ck_shape if ck_shape is not None else 'absent'} "

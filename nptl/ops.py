@@ -10,6 +10,8 @@ Layout: NCHW activations, ``(F, C, KH, KW)`` conv weights, ``(in, out)`` dense w
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ._checks import as_array, check_finite, check_int, check_ndim, check_shape, compute_dtype
@@ -17,6 +19,7 @@ from .kernels import activations as _act
 from .kernels import conv2d as _conv
 from .kernels import dense as _dense
 from .kernels import losses as _loss
+from .kernels import norm as _norm
 from .kernels import pool as _pool
 from .threads import configure as configure_threads
 
@@ -25,6 +28,7 @@ __all__ = [
     "avg_pool2d_backward", "dense", "dense_backward", "relu", "relu_backward", "sigmoid",
     "sigmoid_backward", "softmax", "softmax_backward",
     "cross_entropy", "binary_cross_entropy", "mse", "conv2d_output_shape", "pool2d_output_shape",
+    "batch_norm", "batch_norm_backward",
 ]
 
 
@@ -173,6 +177,65 @@ def dense_backward(dy, x, w):
     dy = as_array(dy, "dy", x.dtype, where)
     check_shape(dy, (x.shape[0], w.shape[1]), "dy", where)
     return _dense.dense_backward(dy, x, w)
+
+
+# ----------------------------------------------------------------------------------------------
+# batch normalisation
+# ----------------------------------------------------------------------------------------------
+def _batch_norm_args(x, gamma, mean, var, eps, where):
+    """``x`` as ``(N, C, L)`` (from ``(N, C, H, W)`` or ``(N, C)``), ``gamma``, and the running
+    statistics if given (both or neither), all checked and of ``x``'s dtype."""
+    dt = compute_dtype(x, where)
+    x = as_array(x, "x", dt, where)
+    if x.ndim not in (2, 4):
+        raise ValueError(f"{where}: argument 'x' must be 2-D (N, C) or 4-D (N, C, H, W), got shape {x.shape}")
+    C = x.shape[1]
+    gamma = as_array(gamma, "gamma", dt, where)
+    check_shape(gamma, (C,), "gamma", where)
+    if (mean is None) != (var is None):
+        raise ValueError(f"{where}: give both 'mean' and 'var' (inference mode) or neither (batch statistics)")
+    if mean is not None:
+        mean = as_array(mean, "mean", np.float64, where)
+        var = as_array(var, "var", np.float64, where)
+        check_shape(mean, (C,), "mean", where)
+        check_shape(var, (C,), "var", where)
+    elif x.size // C < 2:
+        raise ValueError(f"{where}: batch statistics need more than one value per channel, got x of shape "
+                         f"{x.shape}; pass running 'mean' and 'var' for inference mode")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+        raise ValueError(f"{where}: 'eps' must be a positive number, got {eps!r}")
+    return x.reshape(x.shape[0], C, -1), gamma, mean, var
+
+
+def batch_norm(x, gamma, beta, mean=None, var=None, eps=1e-5):
+    """Batch normalisation per channel (BN2): ``y = γ·(x − μ)/√(σ² + ε) + β``.
+
+    ``x (N, C, H, W)`` or ``(N, C)``; ``gamma``, ``beta`` ``(C,)``.  Without ``mean``/``var``
+    the batch's own mean and biased variance are used (training mode, (BN1)); with them
+    (running statistics, ``(C,)``) the map is a fixed affine one (inference mode, (BN5)).
+    Running statistics are not updated here (the layer does that, (BN6)).
+    """
+    where = "batch_norm"
+    x3, gamma, mean, var = _batch_norm_args(x, gamma, mean, var, eps, where)
+    beta = as_array(beta, "beta", x3.dtype, where)
+    check_shape(beta, gamma.shape, "beta", where)
+    y, _, _ = _norm.batch_norm_forward(x3, gamma, beta, float(eps), mean, var)
+    return y.reshape(np.shape(x))
+
+
+def batch_norm_backward(dy, x, gamma, mean=None, var=None, eps=1e-5):
+    """Gradients of :func:`batch_norm`: ``(dx, dgamma, dbeta)`` — (BN3), and (BN4) with batch
+    statistics or (BN5) with ``mean``/``var`` given."""
+    where = "batch_norm_backward"
+    x3, gamma, mean, var = _batch_norm_args(x, gamma, mean, var, eps, where)
+    dy = as_array(dy, "dy", x3.dtype, where)
+    check_shape(dy, np.shape(x), "dy", where)
+    batch_stats = mean is None
+    if batch_stats:
+        mean, var = _norm.batch_norm_stats(x3)
+    dx, dgamma, dbeta = _norm.batch_norm_backward(dy.reshape(x3.shape), x3, gamma, float(eps), mean, var,
+                                                  batch_stats)
+    return dx.reshape(dy.shape), dgamma, dbeta
 
 
 # ----------------------------------------------------------------------------------------------

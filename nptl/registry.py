@@ -241,6 +241,18 @@ def _register_builtin_ops() -> None:
         torch=lambda F, x, w, b: F.linear(x, w.t(), b),   # torch's weight is (out, in) = wᵀ
     ))
 
+    register(Op(
+        "batch_norm", formulas=("BN1", "BN2", "BN3", "BN4", "BN5"),
+        forward=ops.batch_norm, backward=ops.batch_norm_backward, backward_args=("x", "gamma", "mean", "var"),
+        reference=(ref.batch_norm, ref.batch_norm_backward),
+        kernels=("norm.batch_norm_forward", "norm.batch_norm_backward", "norm.batch_norm_stats",
+                 "norm.batch_norm_backward_input", "norm.batch_norm_backward_weight"),
+        arg_names=("x", "gamma", "beta", "mean", "var"), grad_args=("x", "gamma", "beta"),
+        cases="batch_norm_cases",
+        torch=lambda F, x, gamma, beta, mean, var: F.batch_norm(x, mean, var, gamma, beta, training=mean is None,
+                                                                eps=1e-5),
+    ))
+
     for name, label, saved, cases, torch_fn in (
         ("relu", ("R1", "R2"), "x", "relu_cases", lambda F, x: F.relu(x)),
         ("sigmoid", ("S1", "S2"), "y", "elementwise_cases", lambda F, x: x.sigmoid()),

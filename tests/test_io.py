@@ -503,3 +503,79 @@ def test_killed_save_keeps_previous_checkpoint(tmp_path):
     assert_same_params(nio.load(path), expected)  # still the previous checkpoint, bit-exact
     with pytest.raises(CheckpointError):  # the partial temp file (a killed process cannot clean up)
         nio.load(temps[0])
+
+
+# -- buffers (BatchNorm running statistics) --------------------------------------------------------
+def bn_model(seed=0, dtype=np.float32):
+    return nptl.Sequential([Conv2D(4, 3, use_bias=False, name="c1"), nptl.BatchNorm2D(name="bn1"), ReLU(),
+                            Flatten(), Dense(5, name="d1"), nptl.BatchNorm1D(momentum=None, name="bn2"),
+                            Dense(3, name="out")], input_shape=(2, 6, 6), seed=seed, dtype=dtype)
+
+
+def buffers_of(model):
+    return {f"{l.name}.{k}": v.copy() for l in model.layers for k, v in l.buffers.items()}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_round_trip_keeps_running_statistics(tmp_path, dtype):
+    model = bn_model(dtype=dtype)
+    x = np.random.default_rng(0).standard_normal((6, 2, 6, 6)).astype(dtype)
+    for _ in range(2):                                   # move the running statistics off their init
+        model.forward(x, training=True)
+    model.freeze("bn1")
+    loaded = nio.load(nio.save(model, tmp_path / "bn.npz"))
+    assert_same_params(loaded, params_of(model))
+    want, got = buffers_of(model), buffers_of(loaded)
+    assert list(got) == ["bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked",
+                         "bn2.running_mean", "bn2.running_var", "bn2.num_batches_tracked"]
+    for name, value in want.items():
+        assert got[name].dtype == value.dtype and np.array_equal(got[name], value), name
+    assert int(got["bn2.num_batches_tracked"]) == 2 and loaded["bn2"].momentum is None
+    assert not loaded["bn1"].trainable
+    np.testing.assert_array_equal(loaded.forward(x), model.forward(x))
+    meta = nio.read_metadata(tmp_path / "bn.npz")
+    assert meta["layers"][1]["buffers"] == {"running_mean": [4], "running_var": [4], "num_batches_tracked": []}
+
+
+def test_load_weights_copies_buffers_and_reports_their_mismatches(tmp_path):
+    src = bn_model(seed=1)
+    src.forward(np.random.default_rng(0).standard_normal((6, 2, 6, 6)), training=True)
+    path = nio.save(src, tmp_path / "bn.npz")
+    dst = bn_model(seed=2)
+    assert nio.load_weights(dst, path, layers=["c1", "bn1"]) == ["c1", "bn1"]
+    for key, value in src["bn1"].buffers.items():
+        np.testing.assert_array_equal(dst["bn1"].buffers[key], value)
+    assert dst["bn2"].buffers["num_batches_tracked"] == 0             # not selected: untouched
+    other = nptl.Sequential([Conv2D(4, 3, use_bias=False, name="c1"), nptl.BatchNorm2D(name="bn1")],
+                            input_shape=(2, 6, 6))
+    path2 = nio.save(other, tmp_path / "other.npz")
+    wider = nptl.Sequential([Conv2D(5, 3, use_bias=False, name="c1"), nptl.BatchNorm2D(name="bn1")],
+                            input_shape=(2, 6, 6))
+    before = buffers_of(wider)
+    with pytest.raises(CheckpointError) as exc:
+        nio.load_weights(wider, path2)
+    assert "bn1.running_mean: checkpoint (4,) vs model (5,)" in str(exc.value)
+    for name, value in before.items():
+        np.testing.assert_array_equal(buffers_of(wider)[name], value)
+
+
+def test_missing_or_mismatched_buffers_are_reported(tmp_path):
+    path = nio.save(bn_model(), tmp_path / "bn.npz")
+    bad = rewrite(path, tmp_path / "missing.npz", drop=["bn1.running_var"])
+    with pytest.raises(CheckpointError, match=r"bn1\.running_var: expected a buffer of shape \(4,\), found no such entry"):
+        nio.load(bad)
+    bad = rewrite(path, tmp_path / "dtype.npz", add={"bn1.num_batches_tracked": np.zeros((), np.float32)})
+    with pytest.raises(CheckpointError, match=r"bn1\.num_batches_tracked: the architecture needs dtype int64, found float32"):
+        nio.load(bad)
+    bad = rewrite(path, tmp_path / "nobuf.npz", header=lambda m: m["layers"][1].pop("buffers"),
+                  drop=["bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked"])
+    with pytest.raises(CheckpointError, match=r"bn1\.running_mean: the architecture needs float32 \(4,\), found no such entry"):
+        nio.load(bad)
+
+
+def test_layers_without_buffers_have_no_buffers_entry(ckpt):
+    """Layers without state are written as before buffers existed: files of models without
+    BatchNorm are unchanged, and older files load."""
+    path, params = ckpt
+    assert all("buffers" not in e for e in nio.read_metadata(path)["layers"])
+    assert_same_params(nio.load(path), params)

@@ -392,3 +392,119 @@ def mse(pred, target):
     for k in range(M):
         loss += float(diff[k]) ** 2
     return pred.dtype.type(loss / M), (2 * (pred - target) / M).astype(pred.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# batch normalisation (per channel c; x is (N, C, H, W), or (N, C) read as (N, C, 1, 1))
+# ----------------------------------------------------------------------------------------------
+# M = N·H·W values per channel.  Training mode (batch statistics):
+#
+#   (BN1)  μ_c  = (1/M) Σ_{n,h,w} x[n,c,h,w]          σ²_c = (1/M) Σ_{n,h,w} (x[n,c,h,w] − μ_c)²
+#   (BN2)  x̂ = (x − μ_c) / √(σ²_c + ε)                 y = γ_c · x̂ + β_c
+#   (BN3)  dβ_c = Σ_{n,h,w} dy                          dγ_c = Σ_{n,h,w} dy · x̂
+#   (BN4)  μ and σ² depend on x.  With dx̂ = γ_c·dy (chain rule through (BN2)):
+#          dσ²_c = Σ dx̂ · (x − μ_c) · (−½)(σ²_c + ε)^(−3/2)
+#          dμ_c  = −Σ dx̂ / √(σ²_c + ε)  +  dσ²_c · (−2/M) Σ (x − μ_c)      (the last sum is 0)
+#          dx    = dx̂ / √(σ²_c + ε)  +  dσ²_c · 2(x − μ_c)/M  +  dμ_c / M
+#          which simplifies to  dx = γ_c / (M √(σ²_c + ε)) · (M·dy − dβ_c − x̂·dγ_c).
+#   Inference mode (running statistics r_μ, r_σ², constants):
+#   (BN5)  y = γ_c (x − r_μ) / √(r_σ² + ε) + β_c        dx = γ_c · dy / √(r_σ² + ε)
+#          (dγ, dβ as (BN3) with x̂ from the running statistics)
+#   Running statistics after a training step (PyTorch's momentum convention, m = momentum):
+#   (BN6)  r_μ ← (1 − m)·r_μ + m·μ_c                    r_σ² ← (1 − m)·r_σ² + m·σ²_c·M/(M − 1)
+#          (biased σ² normalises, the unbiased estimate is what is remembered)
+@njit(cache=True)
+def _batch_norm(x, gamma, beta, mean, var, eps, batch_stats):
+    N, C, H, W = x.shape
+    M = N * H * W
+    y = np.empty_like(x)
+    mu = np.zeros(C)
+    sig2 = np.zeros(C)
+    for c in range(C):
+        if batch_stats:
+            for n in range(N):
+                for h in range(H):
+                    for w in range(W):
+                        mu[c] += x[n, c, h, w] / M                          # (BN1)
+            for n in range(N):
+                for h in range(H):
+                    for w in range(W):
+                        sig2[c] += (x[n, c, h, w] - mu[c]) ** 2 / M         # (BN1)
+        else:
+            mu[c], sig2[c] = mean[c], var[c]                                # (BN5)
+        for n in range(N):
+            for h in range(H):
+                for w in range(W):
+                    xhat = (x[n, c, h, w] - mu[c]) / math.sqrt(sig2[c] + eps)   # (BN2)
+                    y[n, c, h, w] = gamma[c] * xhat + beta[c]
+    return y, mu, sig2
+
+
+@njit(cache=True)
+def _batch_norm_backward(dy, x, gamma, mean, var, eps, batch_stats):
+    N, C, H, W = x.shape
+    M = N * H * W
+    _, mu, sig2 = _batch_norm(x, gamma, gamma, mean, var, eps, batch_stats)
+    dx = np.zeros_like(x)
+    dgamma = np.zeros_like(gamma)
+    dbeta = np.zeros_like(gamma)
+    for c in range(C):
+        root = math.sqrt(sig2[c] + eps)
+        dsig2 = 0.0
+        dmu = 0.0
+        for n in range(N):
+            for h in range(H):
+                for w in range(W):
+                    xhat = (x[n, c, h, w] - mu[c]) / root
+                    dbeta[c] += dy[n, c, h, w]                              # (BN3)
+                    dgamma[c] += dy[n, c, h, w] * xhat                      # (BN3)
+                    dxhat = gamma[c] * dy[n, c, h, w]
+                    dsig2 += dxhat * (x[n, c, h, w] - mu[c]) * -0.5 / root ** 3   # (BN4)
+                    dmu += -dxhat / root                                    # (BN4)
+        for n in range(N):
+            for h in range(H):
+                for w in range(W):
+                    dxhat = gamma[c] * dy[n, c, h, w]
+                    if batch_stats:                                         # (BN4)
+                        dx[n, c, h, w] = dxhat / root + dsig2 * 2 * (x[n, c, h, w] - mu[c]) / M + dmu / M
+                    else:                                                   # (BN5)
+                        dx[n, c, h, w] = dxhat / root
+    return dx, dgamma, dbeta
+
+
+def _as_nchw(x):
+    return x.reshape(x.shape[0], x.shape[1], 1, 1) if x.ndim == 2 else x
+
+
+def batch_norm(x, gamma, beta, mean=None, var=None, eps=1e-5):
+    """(BN2) with the batch statistics (BN1), or with ``mean``/``var`` given (BN5):
+    ``x (N, C, H, W)`` or ``(N, C)``, ``gamma``/``beta``/``mean``/``var`` ``(C,)``."""
+    batch_stats = mean is None
+    zeros = np.zeros(x.shape[1], dtype=x.dtype)
+    y, _, _ = _batch_norm(_as_nchw(x), gamma, beta, zeros if batch_stats else mean,
+                          zeros if batch_stats else var, eps, batch_stats)
+    return y.reshape(x.shape)
+
+
+def batch_norm_backward(dy, x, gamma, mean=None, var=None, eps=1e-5):
+    """Gradients (BN3), (BN4) — or (BN5) when ``mean``/``var`` are given — of
+    :func:`batch_norm`: returns ``(dx, dgamma, dbeta)``."""
+    batch_stats = mean is None
+    zeros = np.zeros(x.shape[1], dtype=x.dtype)
+    dx, dgamma, dbeta = _batch_norm_backward(_as_nchw(dy), _as_nchw(x), gamma, zeros if batch_stats else mean,
+                                             zeros if batch_stats else var, eps, batch_stats)
+    return dx.reshape(x.shape), dgamma, dbeta
+
+
+def batch_norm_running_update(running_mean, running_var, x, momentum=0.1):
+    """(BN6): the running statistics after one training step on ``x`` (new arrays)."""
+    x4 = _as_nchw(x)
+    N, C, H, W = x4.shape
+    M = N * H * W
+    new_mean, new_var = running_mean.copy(), running_var.copy()
+    for c in range(C):
+        mu = sum(float(v) for v in x4[:, c].reshape(-1)) / M                # (BN1)
+        sig2 = sum((float(v) - mu) ** 2 for v in x4[:, c].reshape(-1)) / M
+        new_mean[c] = (1 - momentum) * running_mean[c] + momentum * mu      # (BN6)
+        new_var[c] = (1 - momentum) * running_var[c] + momentum * sig2 * M / (M - 1)
+    return new_mean, new_var

@@ -4,6 +4,13 @@ A layer owns ``params`` and ``grads`` (dicts with the same keys), a ``trainable`
 ``forward``/``backward``, and knows its output shape from its input shape (``output_shape``).
 Shapes exclude the batch axis.  Gradients accumulate (``+=``) until :meth:`zero_grad`.
 
+``buffers`` holds state that is not trained: arrays a layer updates itself in ``forward``
+(BatchNorm's ``running_mean``, ``running_var``, ``num_batches_tracked``), as PyTorch's
+buffers.  They are saved and loaded with the parameters (checkpoints, ``load_weights``, torch
+import, where ``bn.running_mean`` maps onto ``buffers["running_mean"]``) but are never seen by
+optimizers, gradients or ``gradcheck``, and are not counted in ``parameter_count()``.  Layers
+update buffers in place, so a reference to a buffer array stays valid.
+
 Frozen (``trainable = False``) is not inference mode: a frozen layer still caches what its
 backward needs and still returns ``dx`` when asked, it only skips its parameter gradients.
 """
@@ -51,6 +58,7 @@ class Layer:
         self.name = name
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
         self.trainable = True
         self.input_shape: tuple | None = None
         self.dtype = np.dtype(np.float32)
@@ -76,11 +84,27 @@ class Layer:
         return {"name": self.name}
 
     def astype(self, dtype) -> "Layer":
-        """Convert parameters and gradients to ``dtype`` in place (float64 for gradient checks)."""
+        """Convert parameters, gradients and floating-point buffers to ``dtype`` in place
+        (float64 for gradient checks); integer buffers (counters) keep their dtype."""
         self.dtype = np.dtype(dtype)
         self.params = {k: v.astype(dtype) for k, v in self.params.items()}
         self.grads = {k: v.astype(dtype) for k, v in self.grads.items()}
+        self.buffers = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in self.buffers.items()}
         return self
+
+    def buffer_count(self) -> int:
+        """Number of values in ``buffers`` (state that is saved but not trained)."""
+        return int(sum(v.size for v in self.buffers.values()))
+
+    def state(self) -> dict:
+        """A copy of everything ``forward(..., training=True)`` changes besides its backward
+        caches (the buffers; Dropout adds its call count).  ``set_state`` puts it back:
+        ``gradcheck`` uses the pair so that every evaluation of the loss sees the same state."""
+        return {k: v.copy() for k, v in self.buffers.items()}
+
+    def set_state(self, state: dict) -> None:
+        for k, v in state.items():
+            np.copyto(self.buffers[k], v)
 
     # -- training state ----------------------------------------------------------------------
     def freeze(self) -> None:
