@@ -41,7 +41,7 @@ __all__ = [
     "avg_pool2d", "avg_pool2d_backward", "dense", "dense_backward", "relu", "relu_backward",
     "sigmoid", "sigmoid_backward", "softmax", "softmax_backward", "cross_entropy",
     "cross_entropy_backward", "binary_cross_entropy", "binary_cross_entropy_backward",
-    "mse", "mse_backward", "render", "small_integers", "walk", "ModelWalk", "LayerRecord",
+    "mse", "mse_backward", "batch_norm", "batch_norm_backward", "render", "small_integers", "walk", "ModelWalk", "LayerRecord",
 ]
 
 
@@ -981,6 +981,140 @@ def mse_backward(pred, target, at=None) -> Trace:
 
 
 # ----------------------------------------------------------------------------------------------
+# batch normalisation (BN1)-(BN5), per channel c over its M = N·H·W values
+# ----------------------------------------------------------------------------------------------
+BN2 = "(BN1)-(BN2) y = γ_c·(x − μ_c)/√(σ²_c + ε) + β_c,  μ_c = (1/M) Σ x[·,c,·],  σ²_c = (1/M) Σ (x[·,c,·] − μ_c)²"
+BN5 = "(BN5) y = γ_c·(x − r_μ)/√(r_σ² + ε) + β_c   (inference: running statistics)"
+BN3G = "(BN3) dγ_c = Σ_{n,h,w} dy[n,c,h,w]·x̂[n,c,h,w]"
+BN3B = "(BN3) dβ_c = Σ_{n,h,w} dy[n,c,h,w]"
+BN4 = "(BN4) dx[j] = Σ_k dy[k]·γ_c/√(σ²_c + ε)·([k = j] − 1/M − x̂[k]·x̂[j]/M)   (k, j over channel c)"
+BN5D = "(BN5) dx = γ_c·dy/√(r_σ² + ε)"
+
+
+def _bn_args(x, gamma, mean, var):
+    x, gamma = _f64(x, "x"), _f64(gamma, "gamma")
+    if x.ndim not in (2, 4):
+        raise ExplainError(f"'x' must be 2-D (N, C) or 4-D (N, C, H, W), got shape {x.shape}", "x")
+    C = x.shape[1]
+    if gamma.shape != (C,):
+        raise ExplainError(f"'gamma' must have shape ({C},), got {gamma.shape}", "gamma")
+    if (mean is None) != (var is None):
+        raise ExplainError("give both 'mean' and 'var' (inference mode) or neither (batch statistics)", "mean")
+    if mean is not None:
+        mean, var = _f64(mean, "mean"), _f64(var, "var")
+    elif x.size // max(C, 1) < 2:
+        raise ExplainError(f"batch statistics need more than one value per channel, got x of shape {x.shape}", "x")
+    return x, gamma, mean, var
+
+
+def _channel(shape, c) -> list:
+    """Every index of channel ``c`` in an ``(N, C, ...)`` array, in row-major order."""
+    return [(n, c) + rest for n in range(shape[0]) for rest in np.ndindex(*shape[2:])]
+
+
+def _bn_stats(x, c, mean, var, eps):
+    """μ_c, σ²_c (batch (BN1) or running (BN5)), the lines that compute them, and the terms of μ."""
+    idx = _channel(x.shape, c)
+    if mean is not None:
+        return float(mean[c]), float(var[c]), [], []
+    M = len(idx)
+    terms = [Term.product(Factor("x", k, float(x[k]))) for k in idx]
+    mu = math.fsum(t.value for t in terms) / M
+    sq = [(float(x[k]) - mu) ** 2 for k in idx]
+    sig2 = math.fsum(sq) / M
+    shown = sq if M <= 12 else sq[:5] + [None] + sq[-1:]
+    nums = " + ".join("..." if v is None else fmt(v) for v in shown)
+    before = [Step(f"σ²_{c}", f"(1/{M}) Σ (x[·,{c},·] − μ_{c})²", f"({nums})/{M}", sig2)]
+    return mu, sig2, before, terms
+
+
+def batch_norm(x, gamma, beta, mean=None, var=None, eps=1e-5, at=None) -> Trace:
+    """Trace of (BN1)-(BN2) at ``y[at]`` (or (BN5) with running ``mean``/``var``): the terms are
+    the channel's values whose mean is μ_c."""
+    x, gamma, mean, var = _bn_args(x, gamma, mean, var)
+    beta = _f64(beta, "beta")
+    at = _at(at, x.shape, "at", "the output y")
+    c = at[1]
+    mu, sig2, before, terms = _bn_stats(x, c, mean, var, eps)
+    root = math.sqrt(sig2 + eps)
+    xv = float(x[at])
+    xhat = (xv - mu) / root
+    y_val = float(gamma[c]) * xhat + float(beta[c])
+    r = _idx(at)
+    steps = ([] if mean is None else [Step(f"μ_{c}", "r_μ", fmt(mu), mu), Step(f"σ²_{c}", "r_σ²", fmt(sig2), sig2)])
+    steps += [Step(f"x̂[{r}]", f"(x[{r}] − μ_{c})/√(σ²_{c} + ε)", f"({fmt(xv)} − {_par(mu)})/√({fmt(sig2)} + {fmt(eps)})",
+                   xhat),
+              Step(f"y[{r}]", f"γ_{c}·x̂ + β_{c}", f"{_par(gamma[c])}·{_par(xhat)} + {_par(beta[c])}", y_val)]
+    if mean is None:
+        M = len(terms)
+        steps.insert(0, Step(f"μ_{c}", f"s/{M}", f"{fmt(math.fsum(t.value for t in terms))}/{M}", mu))
+        steps.insert(1, before[0])
+    from . import ops
+
+    y = ops.batch_norm(x, gamma, beta, mean, var, eps)
+    return Trace("batch_norm", BN2 if mean is None else BN5, f"y[{r}]", terms, y_val, "nptl.ops.batch_norm",
+                 float(y[at]), combined="s", steps=steps,
+                 notes=[f"channel {c} is normalised by its own mean and variance over the batch"
+                        + ("" if x.ndim == 2 else " and all positions") if mean is None else
+                        "inference mode: the running statistics are constants"],
+                 inputs={"x": x, "gamma": gamma, "beta": beta} | ({} if mean is None else {"mean": mean, "var": var}),
+                 output=("y", y))
+
+
+def batch_norm_backward(dy, x, gamma, mean=None, var=None, eps=1e-5, dx_at=None, dgamma_at=None,
+                        dbeta_at=None) -> list:
+    """Traces of (BN4) (or (BN5)) at ``dx[dx_at]``: every output of the channel fed that entry
+    through μ_c and σ²_c; and (BN3) at ``dgamma[dgamma_at]``, ``dbeta[dbeta_at]``."""
+    x, gamma, mean, var = _bn_args(x, gamma, mean, var)
+    dy = _same(dy, x)
+    from . import ops
+
+    gx, gg, gb = ops.batch_norm_backward(dy, x, gamma, mean, var, eps)
+    inputs = {"x": x, "gamma": gamma, "dy": dy} | ({} if mean is None else {"mean": mean, "var": var})
+    j = _at(dx_at, x.shape, "dx_at", "dx (the shape of x)")
+    c = j[1]
+    mu, sig2, _, _ = _bn_stats(x, c, mean, var, eps)
+    root = math.sqrt(sig2 + eps)
+    idx = _channel(x.shape, c)
+    M = len(idx)
+    xhat = {k: (float(x[k]) - mu) / root for k in idx}
+    g = float(gamma[c])
+    if mean is None:
+        terms = []
+        for k in idx:                                                       # (BN4)
+            delta = 1.0 if k == j else 0.0
+            coef = g / root * (delta - 1.0 / M - xhat[k] * xhat[j] / M)
+            terms.append(Term((Factor("dy", k, float(dy[k])), Factor("x", k, float(x[k]))), float(dy[k]) * coef,
+                              f"dy[{_idx(k)}]·J[{_idx(k)}]", f"{_par(dy[k])}·{_par(coef)}"))
+        notes = [f"J[k] = γ_{c}/√(σ²_{c} + ε)·([k = j] − 1/{M} − x̂[k]·x̂[j]/{M}) = ∂y[k]/∂x[{_idx(j)}]: every output of "
+                 f"channel {c} depends on x[{_idx(j)}] through μ_{c} and σ²_{c}",
+                 f"μ_{c} = {fmt(mu)}, σ²_{c} = {fmt(sig2)}, x̂[{_idx(j)}] = {fmt(xhat[j])}"]
+        tdx = Trace("batch_norm backward", BN4, f"dx[{_idx(j)}]", terms, math.fsum(t.value for t in terms),
+                    "nptl.ops.batch_norm_backward", float(gx[j]), notes=notes, inputs=inputs, output=("dx", gx))
+    else:
+        term = Term((Factor("dy", j, float(dy[j])),), float(dy[j]) * g / root, f"γ_{c}·dy[{_idx(j)}]/√(r_σ² + ε)",
+                    f"{_par(g)}·{_par(dy[j])}/√({fmt(sig2)} + {fmt(eps)})")
+        tdx = Trace("batch_norm backward", BN5D, f"dx[{_idx(j)}]", [term], term.value, "nptl.ops.batch_norm_backward",
+                    float(gx[j]), notes=["inference mode: μ and σ² are constants, only the direct path remains"],
+                    inputs=inputs, output=("dx", gx))
+    (c,) = _at(dgamma_at, (x.shape[1],), "dgamma_at", "dgamma")
+    mu, sig2, _, _ = _bn_stats(x, c, mean, var, eps)
+    root = math.sqrt(sig2 + eps)
+    terms = [Term((Factor("dy", k, float(dy[k])), Factor("x", k, float(x[k]))), float(dy[k]) * (float(x[k]) - mu) / root,
+                  f"dy[{_idx(k)}]·x̂[{_idx(k)}]", f"{_par(dy[k])}·{_par((float(x[k]) - mu) / root)}")
+             for k in _channel(x.shape, c)]                                 # (BN3)
+    tg = Trace("batch_norm backward", BN3G, f"dgamma[{c}]", terms, math.fsum(t.value for t in terms),
+               "nptl.ops.batch_norm_backward", float(gg[c]), notes=[f"x̂ = (x − μ_{c})/√(σ²_{c} + ε), μ_{c} = {fmt(mu)}, "
+                                                                   f"σ²_{c} = {fmt(sig2)}"],
+               inputs=inputs, output=("dgamma", gg))
+    (c,) = _at(dbeta_at, (x.shape[1],), "dbeta_at", "dbeta")
+    terms = [Term.product(Factor("dy", k, float(dy[k]))) for k in _channel(x.shape, c)]   # (BN3)
+    tb = Trace("batch_norm backward", BN3B, f"dbeta[{c}]", terms, math.fsum(t.value for t in terms),
+               "nptl.ops.batch_norm_backward", float(gb[c]), inputs=inputs, output=("dbeta", gb))
+    return [tdx, tg, tb]
+
+
+# ----------------------------------------------------------------------------------------------
 # the op table behind ``nptl explain OP``: one entry per op
 # ----------------------------------------------------------------------------------------------
 def small_integers(rng: np.random.Generator, shape, low: int = -2, high: int = 3) -> np.ndarray:
@@ -1043,9 +1177,7 @@ def _ce_inputs(g, rng):
 
 #: registered ops (nptl.registry) that have no trace yet, with the reason; tests require every
 #: other registered op to have an entry in EXPLAINERS
-UNTRACED: dict[str, str] = {
-    "batch_norm": "BatchNorm (BN1)-(BN6) is being added; its trace follows it",
-}
+UNTRACED: dict[str, str] = {}
 
 EXPLAINERS: dict[str, Explainer] = {
     "conv2d": Explainer(
@@ -1073,6 +1205,14 @@ EXPLAINERS: dict[str, Explainer] = {
         lambda a, g, at: dense(a["x"], a["w"], a["b"], at=at),
         lambda a, g, ats: dense_backward(a["dy"], a["x"], a["w"], *ats),
         lambda a, g: (a["x"].shape[0], a["w"].shape[1]), "dy", ("dx", "dw", "db")),
+    "batch_norm": Explainer(
+        "batch normalisation per channel, batch statistics (BN1)-(BN4) or running ones (BN5)", (2, 2, 2, 2),
+        ("x", "gamma", "beta", "mean", "var"),
+        lambda g, rng: {"x": small_integers(rng, g["shape"], -2, 4), "gamma": small_integers(rng, g["shape"][1:2], 1, 3),
+                        "beta": small_integers(rng, g["shape"][1:2], -1, 2)},
+        lambda a, g, at: batch_norm(a["x"], a["gamma"], a["beta"], a.get("mean"), a.get("var"), at=at),
+        lambda a, g, ats: batch_norm_backward(a["dy"], a["x"], a["gamma"], a.get("mean"), a.get("var"), 1e-5, *ats),
+        lambda a, g: a["x"].shape, "dy", ("dx", "dgamma", "dbeta")),
     "relu": Explainer("(R1), (R2)", (2, 3), ("x",), _x_only, lambda a, g, at: relu(a["x"], at=at),
                       lambda a, g, ats: [relu_backward(a["dy"], a["x"], at=ats[0])],
                       lambda a, g: a["x"].shape, "dy"),
