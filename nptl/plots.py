@@ -77,10 +77,11 @@ def curves(histories: dict, path, title: str = "") -> str:
         for ax, key in zip(axes, ("loss", "accuracy")):
             train = np.asarray(h.get(key, []), dtype=float)
             epochs = np.arange(1, len(train) + 1)
-            ax.plot(epochs, train, color=colour, marker="o", ms=3, label="training" if single else name)
+            width = 1.5 + 1.5 * (len(histories) - 1 - k)  # earlier runs wider: lines that coincide stay visible
+            ax.plot(epochs, train, color=colour, lw=width, marker="o", ms=3, label="training" if single else name)
             val = np.asarray(h.get(f"val_{key}", []), dtype=float)
             if val.size and np.isfinite(val).any():
-                ax.plot(np.arange(1, len(val) + 1), val, color=colour, ls="--", marker="s", ms=3,
+                ax.plot(np.arange(1, len(val) + 1), val, color=colour, lw=width, ls="--", marker="s", ms=3,
                         label="validation" if single else f"{name} (validation)")
     for ax, key in zip(axes, ("loss", "accuracy")):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
