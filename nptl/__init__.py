@@ -33,6 +33,9 @@ _LAZY = {
     "Softmax": ("nptl.layers", "Softmax"),
     "BatchNorm2D": ("nptl.layers", "BatchNorm2D"),
     "BatchNorm1D": ("nptl.layers", "BatchNorm1D"),
+    "Dropout": ("nptl.layers", "Dropout"),
+    "GlobalAvgPool2D": ("nptl.layers", "GlobalAvgPool2D"),
+    "AdaptiveAvgPool2D": ("nptl.layers", "AdaptiveAvgPool2D"),
 }
 
 __all__ = sorted(_LAZY)

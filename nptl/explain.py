@@ -1177,7 +1177,11 @@ def _ce_inputs(g, rng):
 
 #: registered ops (nptl.registry) that have no trace yet, with the reason; tests require every
 #: other registered op to have an entry in EXPLAINERS
-UNTRACED: dict[str, str] = {}
+UNTRACED: dict[str, str] = {
+    "adaptive_avg_pool2d": "adaptive average pooling (AP1)-(AP2) is new; its trace follows it",
+    "global_avg_pool2d": "global average pooling (AP1)-(AP2) is new; its trace follows it",
+    "dropout": "dropout (DO1)-(DO3) is new; its trace follows it",
+}
 
 EXPLAINERS: dict[str, Explainer] = {
     "conv2d": Explainer(

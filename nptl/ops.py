@@ -18,6 +18,7 @@ from ._checks import as_array, check_finite, check_int, check_ndim, check_shape,
 from .kernels import activations as _act
 from .kernels import conv2d as _conv
 from .kernels import dense as _dense
+from .kernels import dropout as _dropout
 from .kernels import losses as _loss
 from .kernels import norm as _norm
 from .kernels import pool as _pool
@@ -28,7 +29,9 @@ __all__ = [
     "avg_pool2d_backward", "dense", "dense_backward", "relu", "relu_backward", "sigmoid",
     "sigmoid_backward", "softmax", "softmax_backward",
     "cross_entropy", "binary_cross_entropy", "mse", "conv2d_output_shape", "pool2d_output_shape",
-    "batch_norm", "batch_norm_backward",
+    "batch_norm", "batch_norm_backward", "dropout", "dropout_backward", "dropout_mask",
+    "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward",
+    "adaptive_pool2d_output_size",
 ]
 
 
@@ -177,6 +180,99 @@ def dense_backward(dy, x, w):
     dy = as_array(dy, "dy", x.dtype, where)
     check_shape(dy, (x.shape[0], w.shape[1]), "dy", where)
     return _dense.dense_backward(dy, x, w)
+
+
+def adaptive_pool2d_output_size(output_size, where="adaptive_avg_pool2d") -> tuple[int, int]:
+    """``(Ho, Wo)`` from ``output_size``: one integer for both, or a pair, each >= 1."""
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != 2:
+            raise ValueError(f"{where}: 'output_size' must be an integer or a pair (Ho, Wo), got {output_size!r}")
+        return (check_int(output_size[0], "output_size[0]", where, 1),
+                check_int(output_size[1], "output_size[1]", where, 1))
+    size = check_int(output_size, "output_size", where, 1)
+    return size, size
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Average pooling to a fixed ``output_size`` (AP1), with PyTorch's bins: output row ``i``
+    averages input rows ``floor(i·H/Ho) ≤ h < ceil((i+1)·H/Ho)`` (columns likewise).
+
+    ``x (N, C, H, W)`` → ``(N, C, Ho, Wo)``; any input size works (an output larger than the
+    input repeats input rows, as in PyTorch)."""
+    where = "adaptive_avg_pool2d"
+    x = _nchw(x, "x", where)
+    Ho, Wo = adaptive_pool2d_output_size(output_size, where)
+    return _pool.adaptive_avg_pool2d_forward(x, Ho, Wo)
+
+
+def adaptive_avg_pool2d_backward(dy, x, output_size):
+    """Gradient of :func:`adaptive_avg_pool2d` (AP2): ``dy/|bin|`` to every input of each bin."""
+    where = "adaptive_avg_pool2d_backward"
+    x = _nchw(x, "x", where)
+    dy = _nchw(dy, "dy", where, x.dtype)
+    Ho, Wo = adaptive_pool2d_output_size(output_size, where)
+    check_shape(dy, x.shape[:2] + (Ho, Wo), "dy", where)
+    return _pool.adaptive_avg_pool2d_backward(dy, x.shape[2], x.shape[3])
+
+
+def global_avg_pool2d(x):
+    """Mean of every ``(H, W)`` plane: ``x (N, C, H, W)`` → ``(N, C)`` ((AP1) with a 1×1 output)."""
+    x = _nchw(x, "x", "global_avg_pool2d")
+    return _pool.global_avg_pool2d_forward(x)
+
+
+def global_avg_pool2d_backward(dy, x):
+    """Gradient of :func:`global_avg_pool2d`: ``dy[n,c]/(H·W)`` at every position (AP2)."""
+    where = "global_avg_pool2d_backward"
+    x = _nchw(x, "x", where)
+    dy = as_array(dy, "dy", x.dtype, where)
+    check_shape(dy, x.shape[:2], "dy", where)
+    return _pool.global_avg_pool2d_backward(dy, x.shape[2], x.shape[3])
+
+
+# ----------------------------------------------------------------------------------------------
+# dropout
+# ----------------------------------------------------------------------------------------------
+def _dropout_rate(rate, where):
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"{where}: 'rate' must be a number in [0, 1), got {rate!r}")
+    return float(rate)
+
+
+def _dropout_args(x, mask, rate, where, name="x"):
+    rate = _dropout_rate(rate, where)
+    x = as_array(x, name, compute_dtype(x, where, name), where)
+    keep = np.asarray(mask)
+    if keep.dtype != np.bool_:
+        raise TypeError(f"{where}: 'mask' must be a boolean keep-mask, got dtype {keep.dtype}")
+    check_shape(keep, x.shape, "mask", where)
+    return x, np.ascontiguousarray(keep), x.dtype.type(1.0 / (1.0 - rate))
+
+
+def dropout_mask(shape, rate, seed, call=0):
+    """The boolean keep-mask (DO3) of call ``call`` of a dropout seeded ``seed``: element ``k``
+    (flat C order) is kept iff ``u_k ≥ rate``, ``u_k`` the ``k``-th SplitMix64 uniform of the
+    stream ``(seed, call)``; a pure function of ``(seed, call, k)``."""
+    where = "dropout_mask"
+    rate = _dropout_rate(rate, where)
+    seed = check_int(seed, "seed", where, 0)
+    call = check_int(call, "call", where, 0)
+    shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+    shape = tuple(check_int(s, "shape", where, 0) for s in shape)
+    return _dropout.dropout_mask(int(np.prod(shape, dtype=np.int64)), rate, seed, call).reshape(shape)
+
+
+def dropout(x, mask, rate):
+    """Inverted dropout (DO1): ``y = x·mask/(1 − rate)`` with a boolean keep-``mask`` of ``x``'s
+    shape (e.g. from :func:`dropout_mask`), so that E[y] = x when P(keep) = 1 − rate."""
+    x, keep, scale = _dropout_args(x, mask, rate, "dropout")
+    return _dropout.dropout_forward(x.reshape(-1), keep.reshape(-1), scale).reshape(x.shape)
+
+
+def dropout_backward(dy, mask, rate):
+    """Gradient of :func:`dropout` (DO2): ``dx = dy·mask/(1 − rate)``."""
+    dy, keep, scale = _dropout_args(dy, mask, rate, "dropout_backward", "dy")
+    return _dropout.dropout_backward(dy.reshape(-1), keep.reshape(-1), scale).reshape(dy.shape)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -253,6 +253,33 @@ def _register_builtin_ops() -> None:
                                                                 eps=1e-5),
     ))
 
+    register(Op(
+        "adaptive_avg_pool2d", formulas=("AP1", "AP2"),
+        forward=ops.adaptive_avg_pool2d, backward=ops.adaptive_avg_pool2d_backward, backward_args=("x",),
+        reference=(ref.adaptive_avg_pool2d, ref.adaptive_avg_pool2d_backward),
+        kernels=("pool.adaptive_avg_pool2d_forward", "pool.adaptive_avg_pool2d_backward"),
+        arg_names=("x",), cases="adaptive_pool2d_cases",
+        torch=lambda F, x, output_size: F.adaptive_avg_pool2d(x, output_size),
+    ))
+    register(Op(
+        "global_avg_pool2d", formulas=("AP1", "AP2"),
+        forward=ops.global_avg_pool2d, backward=ops.global_avg_pool2d_backward, backward_args=("x",),
+        reference=(ref.global_avg_pool2d, ref.global_avg_pool2d_backward),
+        kernels=("pool.global_avg_pool2d_forward", "pool.global_avg_pool2d_backward"),
+        arg_names=("x",), cases="global_pool2d_cases",
+        torch=lambda F, x: F.adaptive_avg_pool2d(x, 1).flatten(1),
+    ))
+    register(Op(
+        "dropout", formulas=("DO1", "DO2", "DO3"),
+        forward=ops.dropout, backward=ops.dropout_backward, backward_args=("mask",),
+        reference=(ref.dropout, ref.dropout_backward),
+        kernels=("dropout.dropout_forward", "dropout.dropout_backward", "dropout.dropout_mask"),
+        arg_names=("x", "mask"), grad_args=("x",), cases="dropout_cases",
+        # torch's F.dropout draws its own mask; with the mask given, dropout is this map
+        # (tests/test_torch_layers.py compares with F.dropout itself through its mask)
+        torch=lambda F, x, mask, rate: x * mask / (1 - rate),
+    ))
+
     for name, label, saved, cases, torch_fn in (
         ("relu", ("R1", "R2"), "x", "relu_cases", lambda F, x: F.relu(x)),
         ("sigmoid", ("S1", "S2"), "y", "elementwise_cases", lambda F, x: x.sigmoid()),

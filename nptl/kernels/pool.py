@@ -159,3 +159,71 @@ def avg_pool2d_backward(dy, H, W, size, stride):
                     for q in range(size):
                         dxs[uintp(k0 + p * W + q)] += g
     return dx
+
+
+@njit(cache=True)
+def _adaptive_bins(size, out):
+    """Starts and ends of PyTorch's adaptive bins (AP1): ``floor(i·size/out)``, ``ceil((i+1)·size/out)``."""
+    start = np.empty(out, dtype=np.int64)
+    end = np.empty(out, dtype=np.int64)
+    for i in range(out):
+        start[i] = (i * size) // out
+        end[i] = -((-(i + 1) * size) // out)
+    return start, end
+
+
+@njit(cache=True, parallel=True)
+def adaptive_avg_pool2d_forward(x, Ho, Wo):
+    """(AP1) ``y[n,c,i,j]`` = mean of ``x[n,c]`` over bin rows × bin columns (accumulated in
+    ``x``'s dtype, then divided by the bin's size)."""
+    N, C, H, W = x.shape
+    y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+    hs, he = _adaptive_bins(H, Ho)
+    ws, we = _adaptive_bins(W, Wo)
+    xs = x.reshape(-1)
+    ys = y.reshape(-1)
+    for nc in prange(N * C):
+        xb = nc * H * W
+        yb = nc * Ho * Wo
+        for i in range(Ho):
+            for j in range(Wo):
+                acc = x.dtype.type(0.0)
+                for h in range(hs[i], he[i]):
+                    row = xb + h * W
+                    for w in range(ws[j], we[j]):
+                        acc += xs[uintp(row + w)]
+                ys[uintp(yb + i * Wo + j)] = acc / x.dtype.type((he[i] - hs[i]) * (we[j] - ws[j]))
+    return y
+
+
+@njit(cache=True, parallel=True)
+def adaptive_avg_pool2d_backward(dy, H, W):
+    """(AP2) every input of bin ``(i, j)`` receives ``dy[n,c,i,j]/|bin|`` (bins may overlap by a
+    row or column: accumulated, each plane by one thread)."""
+    N, C, Ho, Wo = dy.shape
+    dx = np.zeros((N, C, H, W), dtype=dy.dtype)
+    hs, he = _adaptive_bins(H, Ho)
+    ws, we = _adaptive_bins(W, Wo)
+    dxs = dx.reshape(-1)
+    dys = dy.reshape(-1)
+    for nc in prange(N * C):
+        xb = nc * H * W
+        yb = nc * Ho * Wo
+        for i in range(Ho):
+            for j in range(Wo):
+                g = dys[uintp(yb + i * Wo + j)] / dy.dtype.type((he[i] - hs[i]) * (we[j] - ws[j]))
+                for h in range(hs[i], he[i]):
+                    row = xb + h * W
+                    for w in range(ws[j], we[j]):
+                        dxs[uintp(row + w)] += g
+    return dx
+
+
+def global_avg_pool2d_forward(x):
+    """(AP1) with a 1×1 output, flattened: ``y[n,c] = (1/(H·W)) Σ_{h,w} x[n,c,h,w]``."""
+    return adaptive_avg_pool2d_forward(x, 1, 1).reshape(x.shape[0], x.shape[1])
+
+
+def global_avg_pool2d_backward(dy, H, W):
+    """(AP2) with one bin: ``dx[n,c,h,w] = dy[n,c]/(H·W)``."""
+    return adaptive_avg_pool2d_backward(dy.reshape(dy.shape[0], dy.shape[1], 1, 1), H, W)

@@ -508,3 +508,114 @@ def batch_norm_running_update(running_mean, running_var, x, momentum=0.1):
         new_mean[c] = (1 - momentum) * running_mean[c] + momentum * mu      # (BN6)
         new_var[c] = (1 - momentum) * running_var[c] + momentum * sig2 * M / (M - 1)
     return new_mean, new_var
+
+
+# ----------------------------------------------------------------------------------------------
+# dropout (elementwise over the flat C-order array)
+# ----------------------------------------------------------------------------------------------
+_U64 = 2**64 - 1
+
+
+def _splitmix_finaliser(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _U64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _U64
+    return z ^ (z >> 31)
+
+
+def dropout_mask(shape, rate, seed, call=0):
+    """(DO3) ``keep[k] = u_k ≥ rate``, ``u_k = (z_k >> 11)·2⁻⁵³``, ``z_k = mix(base + (k+1)·γ)``,
+    ``base = mix(mix(seed) + call)``: the k-th SplitMix64 output from ``base`` (mod 2⁶⁴,
+    ``γ = 0x9E3779B97F4A7C15``, ``mix`` = SplitMix64's finaliser)."""
+    base = _splitmix_finaliser((_splitmix_finaliser(seed) + call) & _U64)
+    keep = np.empty(int(np.prod(shape)), dtype=bool)
+    for k in range(keep.size):
+        z = _splitmix_finaliser((base + (k + 1) * 0x9E3779B97F4A7C15) & _U64)
+        keep[k] = (z >> 11) * 2.0**-53 >= rate                              # (DO3)
+    return keep.reshape(shape)
+
+
+def dropout(x, mask, rate):
+    """(DO1) inverted dropout ``y = x·keep/(1 − rate)``: kept inputs scaled so E[y] = x."""
+    y = np.zeros_like(x)
+    xf, yf, mf = x.reshape(-1), y.reshape(-1), mask.reshape(-1)
+    for k in range(xf.size):
+        if mf[k]:
+            yf[k] = xf[k] / (1 - rate)                                      # (DO1)
+    return y
+
+
+def dropout_backward(dy, mask, rate):
+    """(DO2) ``dx = dy·keep/(1 − rate)``: y is linear in x with slope keep/(1 − rate)."""
+    return dropout(dy, mask, rate)
+
+
+# ----------------------------------------------------------------------------------------------
+# adaptive / global average pooling
+# ----------------------------------------------------------------------------------------------
+# Output (Ho, Wo) from input (H, W) with PyTorch's bins: output row i averages input rows
+#   (AP1)  h ∈ [floor(i·H/Ho), ceil((i+1)·H/Ho))      (columns likewise with W, Wo)
+#          y[n,c,i,j] = (1/|bin|) Σ_{h,w in bin (i,j)} x[n,c,h,w]
+#   (AP2)  dx[n,c,h,w] = Σ_{bins (i,j) containing (h,w)} dy[n,c,i,j] / |bin (i,j)|
+# Bins cover the input, have sizes differing by at most one, and overlap by one row where
+# H/Ho is not an integer.  Global average pooling is (AP1) with Ho = Wo = 1, flattened.
+@njit(cache=True)
+def adaptive_bin(i, size, out):
+    """``[start, end)`` of output position ``i``: ``floor(i·size/out)``, ``ceil((i+1)·size/out)``."""
+    return (i * size) // out, -((-(i + 1) * size) // out)
+
+
+@njit(cache=True)
+def _adaptive_avg_pool2d(x, Ho, Wo):
+    N, C, H, W = x.shape
+    y = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                h0, h1 = adaptive_bin(i, H, Ho)
+                for j in range(Wo):
+                    w0, w1 = adaptive_bin(j, W, Wo)
+                    acc = x[n, c, 0, 0] * 0
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            acc += x[n, c, h, w]                            # (AP1)
+                    y[n, c, i, j] = acc / ((h1 - h0) * (w1 - w0))
+    return y
+
+
+@njit(cache=True)
+def _adaptive_avg_pool2d_backward(dy, x):
+    N, C, H, W = x.shape
+    Ho, Wo = dy.shape[2], dy.shape[3]
+    dx = np.zeros_like(x)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                h0, h1 = adaptive_bin(i, H, Ho)
+                for j in range(Wo):
+                    w0, w1 = adaptive_bin(j, W, Wo)
+                    g = dy[n, c, i, j] / ((h1 - h0) * (w1 - w0))
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            dx[n, c, h, w] += g                             # (AP2)
+    return dx
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """(AP1): ``(N, C, H, W) → (N, C, Ho, Wo)`` with ``output_size = (Ho, Wo)`` (or one int)."""
+    Ho, Wo = (output_size, output_size) if np.ndim(output_size) == 0 else output_size
+    return _adaptive_avg_pool2d(x, Ho, Wo)
+
+
+def adaptive_avg_pool2d_backward(dy, x, output_size):
+    """Gradient (AP2) of :func:`adaptive_avg_pool2d` with respect to ``x``."""
+    return _adaptive_avg_pool2d_backward(dy, x)
+
+
+def global_avg_pool2d(x):
+    """Mean over each ``(H, W)`` plane: ``(N, C, H, W) → (N, C)``, (AP1) with a 1×1 output."""
+    return _adaptive_avg_pool2d(x, 1, 1).reshape(x.shape[0], x.shape[1])
+
+
+def global_avg_pool2d_backward(dy, x):
+    """Gradient of :func:`global_avg_pool2d`: ``dy[n,c]/(H·W)`` to every position, (AP2)."""
+    return _adaptive_avg_pool2d_backward(dy.reshape(dy.shape[0], dy.shape[1], 1, 1), x)

@@ -3,12 +3,14 @@ from .activations import ReLU, Sigmoid, Softmax
 from .base import Layer, Parameter
 from .conv import Conv2D
 from .dense import Dense
+from .dropout import Dropout
 from .norm import BatchNorm1D, BatchNorm2D
-from .pool import AvgPool2D, MaxPool2D
+from .pool import AdaptiveAvgPool2D, AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .shape import Flatten
 
 LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, AvgPool2D, Dense, Flatten, ReLU, Sigmoid, Softmax,
-                                             BatchNorm2D, BatchNorm1D)}
+                                             BatchNorm2D, BatchNorm1D, Dropout, GlobalAvgPool2D, AdaptiveAvgPool2D)}
 
 __all__ = ["Layer", "Parameter", "Conv2D", "MaxPool2D", "AvgPool2D", "Dense", "Flatten", "ReLU",
-           "Sigmoid", "Softmax", "BatchNorm2D", "BatchNorm1D", "LAYER_TYPES"]
+           "Sigmoid", "Softmax", "BatchNorm2D", "BatchNorm1D", "Dropout", "GlobalAvgPool2D", "AdaptiveAvgPool2D",
+           "LAYER_TYPES"]

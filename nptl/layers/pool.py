@@ -109,3 +109,76 @@ class AvgPool2D(_Pool2D):
             return None
         dy = self._as_dtype(dy)
         return kernel.avg_pool2d_backward(dy, shape[2], shape[3], self.size, self.stride)
+
+
+class AdaptiveAvgPool2D(Layer):
+    """Average pooling to a fixed ``output_size`` whatever the input size
+    (``torch.nn.AdaptiveAvgPool2d``; VGG16's classifier pools its features to 7×7).
+
+    Shapes: ``(N, C, H, W) → (N, C, Ho, Wo)``; no parameters.  Output row ``i`` averages input
+    rows ``floor(i·H/Ho) ≤ h < ceil((i+1)·H/Ho)``, columns likewise (PyTorch's bins):
+
+    Forward  (AP1)  y[n,c,i,j]  = (1/|bin(i,j)|) Σ_{(h,w) ∈ bin(i,j)} x[n,c,h,w]
+    Backward (AP2)  dx[n,c,h,w] = Σ_{bins (i,j) ∋ (h,w)} dy[n,c,i,j] / |bin(i,j)|
+    When ``H`` is a multiple of ``Ho`` this is ``AvgPool2D(H/Ho)``; otherwise neighbouring bins
+    overlap by one row (or column).
+    """
+
+    kind = "adaptive_pool"
+
+    def __init__(self, output_size=(7, 7), name: str | None = None):
+        super().__init__(name)
+        self.output_size = ops.adaptive_pool2d_output_size(output_size, f"AdaptiveAvgPool2D({name or ''})")
+        self._x_shape = None
+
+    def config(self):
+        return dict(name=self.name, output_size=list(self.output_size))
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"layer '{self.name}' ({type(self).__name__}) expects input (C, H, W), got {tuple(input_shape)}")
+        return (input_shape[0],) + self.output_size
+
+    def forward(self, x, training=False):
+        x = self._input(x, (self.input_shape[0], None, None), "(N, C, H, W)")
+        if training:
+            self._x_shape = x.shape
+        return kernel.adaptive_avg_pool2d_forward(x, *self.output_size)
+
+    def backward(self, dy, input_grad=True):
+        shape = self._need_cache("_x_shape")
+        if not input_grad:
+            return None
+        return kernel.adaptive_avg_pool2d_backward(self._as_dtype(dy), shape[2], shape[3])
+
+
+class GlobalAvgPool2D(Layer):
+    """Mean of every channel's map: ``(N, C, H, W) → (N, C)`` (ResNet's pooling before ``fc``;
+    ``torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)``).  No parameters.
+
+    Forward  (AP1 with a 1×1 output)  y[n,c]      = (1/(H·W)) Σ_{h,w} x[n,c,h,w]
+    Backward (AP2)                    dx[n,c,h,w] = dy[n,c] / (H·W)
+    """
+
+    kind = "global_pool"
+
+    def __init__(self, name: str | None = None):
+        super().__init__(name)
+        self._x_shape = None
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"layer '{self.name}' ({type(self).__name__}) expects input (C, H, W), got {tuple(input_shape)}")
+        return (input_shape[0],)
+
+    def forward(self, x, training=False):
+        x = self._input(x, (self.input_shape[0], None, None), "(N, C, H, W)")
+        if training:
+            self._x_shape = x.shape
+        return kernel.global_avg_pool2d_forward(x)
+
+    def backward(self, dy, input_grad=True):
+        shape = self._need_cache("_x_shape")
+        if not input_grad:
+            return None
+        return kernel.global_avg_pool2d_backward(self._as_dtype(dy), shape[2], shape[3])

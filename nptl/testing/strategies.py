@@ -23,7 +23,8 @@ from ..registry import Case
 
 __all__ = ["DTYPES", "ConvGeometry", "conv_geometries", "PoolGeometry", "pool_geometries", "seeds", "rand",
            "tolerance", "arrays", "conv2d_cases", "pool2d_cases", "dense_cases", "elementwise_cases",
-           "cross_entropy_cases", "pair_cases", "batch_norm_cases"]
+           "cross_entropy_cases", "pair_cases", "batch_norm_cases", "adaptive_pool2d_cases", "global_pool2d_cases",
+           "dropout_cases"]
 
 DTYPES = st.sampled_from([np.float32, np.float64])
 seeds = st.integers(0, 2**32 - 1)
@@ -231,3 +232,34 @@ def batch_norm_cases(draw, dtype=np.float64, small=False):
     mean = rand(rng, (C,), dtype) if running else None
     var = (rng.random(C) + 0.1).astype(dtype) if running else None
     return Case((x.astype(dtype), gamma, beta, mean, var), {})
+
+
+@st.composite
+def adaptive_pool2d_cases(draw, dtype=np.float64, small=False):
+    """``ops.adaptive_avg_pool2d(x, output_size=(Ho, Wo))``: outputs smaller than the input,
+    equal, not dividing it (overlapping bins) or larger (repeated rows)."""
+    top = 7 if small else 11
+    N, C = draw(st.integers(1, 2 if small else 3)), draw(st.integers(1, 4))
+    H, W = draw(st.integers(1, top)), draw(st.integers(1, top))
+    out = (draw(st.integers(1, H + 2)), draw(st.integers(1, W + 2)))
+    return Case((rand(np.random.default_rng(draw(seeds)), (N, C, H, W), dtype),), dict(output_size=out))
+
+
+@st.composite
+def global_pool2d_cases(draw, dtype=np.float64, small=False):
+    """``ops.global_avg_pool2d(x)``."""
+    top = 7 if small else 11
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, top)), draw(st.integers(1, top)))
+    return Case((rand(np.random.default_rng(draw(seeds)), shape, dtype),), {})
+
+
+@st.composite
+def dropout_cases(draw, dtype=np.float64, small=False):
+    """``ops.dropout(x, mask, rate=)`` with the mask of ``ops.dropout_mask`` for a drawn seed."""
+    from .. import ops
+
+    shape = tuple(draw(st.lists(st.integers(1, 5 if small else 7), min_size=1, max_size=4)))
+    rate = draw(st.sampled_from([0.0, 0.1, 0.5, 0.9]))
+    seed = draw(seeds)
+    mask = ops.dropout_mask(shape, rate, seed, draw(st.integers(0, 3)))
+    return Case((rand(np.random.default_rng([seed, 2]), shape, dtype), mask), dict(rate=rate))
