@@ -1523,12 +1523,12 @@ def _explain_op(args) -> str:
 
 def _walk_model(args) -> str:
     from . import io
-    from .cli import _default_data
+    from .cli.common import default_data
     from .data import load_dataset
 
     ckpt = io.load_checkpoint(args.target)
     model = ckpt.model
-    data_name = args.data or _default_data()
+    data_name = args.data or default_data()
     data = load_dataset(data_name, seed=0) if data_name == "synthetic" else load_dataset(data_name)
     if not 0 <= args.image < len(data.x_test):
         raise ExplainError(f"--image {args.image} is outside the {len(data.x_test)} test images of {data_name}")

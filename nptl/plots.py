@@ -264,7 +264,7 @@ def _from_json(path) -> tuple:
 
 def _from_checkpoint(args) -> list:
     from . import io
-    from .cli import _default_data
+    from .cli.common import default_data
     from .data import load_dataset, select_classes
     from .train import evaluate
 
@@ -273,7 +273,7 @@ def _from_checkpoint(args) -> list:
     histories = None
     if isinstance(extra.get("history"), dict) and isinstance(extra["history"].get("history"), dict):
         histories = {"train": extra["history"]["history"]}
-    data_name = args.data or _default_data()
+    data_name = args.data or default_data()
     data = load_dataset(data_name, seed=0) if data_name == "synthetic" else load_dataset(data_name)
     names = extra.get("class_names") or list(data.class_names)
     x, y = data.x_test, data.y_test

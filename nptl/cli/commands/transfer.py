@@ -1,0 +1,85 @@
+"""``nptl transfer``: the transfer-learning recipe (see :mod:`nptl.transfer`)."""
+from __future__ import annotations
+
+from ..common import (UsageError, add_data_option, add_output_options, add_plots_option, add_training_options,
+                      check_classes, class_list, default_data, load_data, log, output_dir, output_file, positive_int,
+                      write_json)
+from .train import check_labels_per_class
+
+ORDER = 10
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "transfer", help="pretrain on source classes, then scratch / frozen / finetune arms on target classes",
+        description="Pretrain the seed CNN on the source classes, then train three arms on a few\n"
+                    "labelled images of each target class and test them on all target test images:\n"
+                    "  scratch   random initialisation\n"
+                    "  frozen    pretrained convolutional base frozen, new head trained\n"
+                    "  finetune  the frozen arm, then conv3 unfrozen and fine-tuned at a 10x lower rate\n"
+                    "The labelled images are drawn --repeats times; results are means over the draws.")
+    add_data_option(p)
+    p.add_argument("--source-classes", type=class_list, default=[0, 1, 2, 3, 4], metavar="C,C,...",
+                   help="classes to pretrain on")
+    p.add_argument("--target-classes", type=class_list, default=[5, 6, 7, 8, 9], metavar="C,C,...",
+                   help="classes to transfer to (none in common with --source-classes)")
+    p.add_argument("--labels-per-class", type=positive_int, default=20, metavar="N",
+                   help="labelled training images of each target class that the arms train on")
+    p.add_argument("--epochs", type=positive_int, default=2, metavar="N", help="source pretraining epochs")
+    p.add_argument("--scratch-epochs", type=positive_int, default=60, metavar="N", help="epochs of the scratch arm")
+    p.add_argument("--head-epochs", type=positive_int, default=60, metavar="N",
+                   help="epochs of the frozen arm (new head on the frozen base)")
+    p.add_argument("--finetune-epochs", type=positive_int, default=30, metavar="N",
+                   help="epochs of fine-tuning after the frozen arm's head training")
+    p.add_argument("--repeats", type=positive_int, default=3, metavar="N",
+                   help="draws of the labelled target images (results are means over the draws)")
+    p.add_argument("--no-augment", action="store_true",
+                   help="train the target arms without shift/zoom augmentation (the frozen arm then caches "
+                        "base features)")
+    add_training_options(p)
+    p.add_argument("--save", default=None, metavar="DIR",
+                   help="write source.npz, scratch.npz, frozen.npz and finetune.npz (first draw) into DIR")
+    add_output_options(p)
+    add_plots_option(p)
+    return p
+
+
+def run(args) -> int:
+    from ...transfer import format_table, run_transfer
+
+    overlap = sorted(set(args.source_classes) & set(args.target_classes))
+    if overlap:
+        raise UsageError(f"--source-classes and --target-classes share class(es) {','.join(map(str, overlap))}")
+    save_dir = output_dir(args.save, "--save") if args.save else None
+    json_path = output_file(args.json, "--json") if args.json else None
+    if args.plots:
+        import tempfile
+
+        from ... import plots
+
+        output_dir(args.plots, "--plots")
+        plots.require()
+        keep = tempfile.TemporaryDirectory(prefix="nptl-plots-") if save_dir is None else None
+
+    data_name = args.data or default_data()
+    data = load_data(data_name, args.seed)
+    check_classes("--source-classes", args.source_classes, data, data_name)
+    check_classes("--target-classes", args.target_classes, data, data_name)
+    import numpy as np
+
+    target = np.isin(data.y_train, args.target_classes)
+    check_labels_per_class(args.labels_per_class, np.searchsorted(sorted(args.target_classes), data.y_train[target]),
+                           [data.class_names[c] for c in sorted(args.target_classes)])
+    result = run_transfer(
+        data, data_name, args.source_classes, args.target_classes, args.labels_per_class,
+        source_epochs=args.epochs, scratch_epochs=args.scratch_epochs, head_epochs=args.head_epochs,
+        finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, lr=args.lr,
+        optimizer=args.optimizer, augment=not args.no_augment, repeats=args.repeats, seed=args.seed,
+        save_dir=save_dir or (keep.name if args.plots else None), progress=not args.quiet, log=log)
+    print(format_table(result))
+    if json_path:
+        write_json(json_path, result)
+    if args.plots:
+        for path in plots.for_transfer(args.plots, result, save_dir or keep.name, data):
+            log(f"wrote {path}")
+    return 0
