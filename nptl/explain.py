@@ -1422,7 +1422,7 @@ def add_arguments(p) -> None:
     g.add_argument("--filters", type=int, default=1, help="conv2d output channels")
     g.add_argument("--units", type=int, default=2, help="dense output features")
     g.add_argument("--stride", type=int, default=None, help="default 1 (conv2d), the window size (pooling)")
-    g.add_argument("--padding", type=int, default=0)
+    g.add_argument("--padding", type=int, default=0, help="zero padding on each side (conv2d)")
     g.add_argument("--at", type=_ints, default=None, help="output element to expand (default: the middle one)")
     g.add_argument("--dx-at", "--dz-at", "--dp-at", dest="dx_at", type=_ints, default=None,
                    help="with --backward: the entry of dx (dz, dp for losses) to expand")
@@ -1432,7 +1432,7 @@ def add_arguments(p) -> None:
                    help="use your own array for input NAME (default: the op's first input); repeatable")
     p.add_argument("--backward", action="store_true", help="also expand the gradients (or, for a model, backward)")
     p.add_argument("--seed", type=int, default=0, help="seed of the small integer inputs")
-    p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    p.add_argument("--format", choices=["text", "markdown", "json"], default="text", help="output format")
     g.add_argument("--max-terms", type=int, default=None, help="show at most this many terms of each sum")
     m = p.add_argument_group("model walk")
     m.add_argument("--data", default=None, help="data set of the image (default: fashion-mnist if installed, else synthetic)")
