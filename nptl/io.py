@@ -320,6 +320,13 @@ def _open(path):
     except OSError as e:
         _fail(p, f"cannot open: {_describe(e)}", e)
     with fh:
+        magic = fh.read(4)
+        fh.seek(0)
+        # neither a zip (first local header, or an empty zip) nor a .npy: say so before numpy
+        # guesses "pickled data" and suggests allow_pickle=True
+        if magic not in (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUM"):
+            found = "an empty file" if not magic else f"a file starting with {fh.read(16)!r}"
+            _fail(p, f"not a readable .npz archive (a zip of arrays, as nptl.io.save writes): found {found}")
         try:
             f = np.load(fh, allow_pickle=False)
         except Exception as e:  # untrusted bytes: anything numpy/zipfile raises means a bad file

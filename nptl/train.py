@@ -9,6 +9,10 @@ parameters) and no augmentation is on, those layers compute the same function at
 ``fit`` then runs them once over the training and validation sets and trains the remaining
 layers (the head) on the cached features — the same updates, without recomputing the base.
 
+Progress: ``fit(progress=True)`` shows a tqdm bar per epoch and a line per epoch;
+``progress=False`` is silent; any other value is a :class:`Progress` whose hooks ``fit`` calls
+(the command line's terminal display is one).
+
 A non-finite loss stops training with :class:`~nptl.errors.NonFiniteError` naming the epoch
 and step; the weights are restored to those of the last step whose loss was finite.
 """
@@ -59,6 +63,62 @@ class History:
                 "cached_features": self.cached_features}
 
 
+class Progress:
+    """What ``fit`` reports while it trains; subclass and override the hooks you need.
+
+    ``begin`` once (``steps`` = mini-batches per epoch), ``step`` after every mini-batch (running
+    means over the epoch so far), ``epoch`` after every epoch (``logs``: that epoch's ``loss``,
+    ``accuracy``, ``val_loss``, ``val_accuracy`` (NaN without validation), ``lr``, ``seconds``),
+    ``end`` when ``fit`` returns or raises (``history`` is ``None`` when it raised).
+    """
+
+    def begin(self, model, desc: str, epochs: int, steps: int) -> None:
+        pass
+
+    def step(self, epoch: int, step: int, loss: float, accuracy: float) -> None:
+        pass
+
+    def epoch(self, epoch: int, logs: dict) -> None:
+        pass
+
+    def end(self, history) -> None:
+        pass
+
+
+class TqdmProgress(Progress):
+    """``fit(progress=True)``: a tqdm bar per epoch (running loss and accuracy), then one line
+    per epoch."""
+
+    def begin(self, model, desc, epochs, steps):
+        self.desc, self.epochs, self.steps, self.bar = desc, epochs, steps, None
+
+    def step(self, epoch, step, loss, accuracy):
+        from tqdm.auto import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=self.steps, leave=False, desc=f"{self.desc}epoch {epoch}/{self.epochs}",
+                            unit="batch")
+        self.bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.4f}", refresh=False)
+        self.bar.update()
+
+    def _close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def epoch(self, epoch, logs):
+        from tqdm.auto import tqdm
+
+        self._close()
+        msg = f"{self.desc}epoch {epoch}/{self.epochs}: loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}"
+        if not math.isnan(logs["val_loss"]):
+            msg += f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}"
+        tqdm.write(msg + f" ({logs['seconds']:.1f}s)")
+
+    def end(self, history):
+        self._close()
+
+
 def snapshot(model, trainable_only: bool = False) -> dict:
     """Copies of every parameter (or of the trainable ones), by name."""
     params = model.trainable_parameters() if trainable_only else model.parameters()
@@ -104,10 +164,8 @@ def fit(model, x, y, optimizer, epochs: int = 1, batch_size: int = 64, validatio
     ``x (N, C, H, W)``, integer ``y (N,)``; ``validation_data = (x_val, y_val)``;
     ``augment`` a callable on float batches with an ``active`` flag (``nptl.data.Augmenter``);
     ``scheduler.step()`` is called after every epoch; ``cache_features`` = "auto" (cache when
-    possible), True (require it) or False.
+    possible), True (require it) or False; ``progress`` True, False or a :class:`Progress`.
     """
-    from tqdm.auto import tqdm
-
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"fit: 'epochs' and 'batch_size' must be >= 1, got {epochs} and {batch_size}")
     x = np.asarray(x)
@@ -131,18 +189,30 @@ def fit(model, x, y, optimizer, epochs: int = 1, batch_size: int = 64, validatio
     else:
         x_in, xv_in = x, (xv if validation_data is not None else None)
 
+    report = TqdmProgress() if progress is True else progress if progress else Progress()
+    report.begin(model, desc, epochs, math.ceil(len(x_in) / batch_size))
+    try:
+        hist = _train(model, net, x_in, y, xv_in, yv if validation_data is not None else None, optimizer,
+                      epochs, batch_size, seed, augment, early_stopping, scheduler, bool(start), report)
+    except BaseException:
+        report.end(None)
+        raise
+    report.end(hist)
+    return hist
+
+
+def _train(model, net, x_in, y, xv_in, yv, optimizer, epochs, batch_size, seed, augment, early_stopping,
+           scheduler, cached, report) -> History:
+    """``fit``'s epochs, on the (possibly cached) inputs ``x_in`` of the layers ``net``."""
     rng = np.random.default_rng(seed)
-    hist = History(cached_features=bool(start))
+    hist = History(cached_features=cached)
     best_value, best_weights, bad_epochs = None, None, 0
     # frozen parameters cannot change during fit: the non-finite guard only copies trainable ones
     good = snapshot(model, trainable_only=True)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         seen, loss_sum, correct = 0, 0.0, 0
-        steps = math.ceil(len(x_in) / batch_size)
-        bar = tqdm(_batches(len(x_in), batch_size, rng), total=steps, disable=not progress, leave=False,
-                   desc=f"{desc}epoch {epoch}/{epochs}", unit="batch")
-        for step, idx in enumerate(bar, 1):
+        for step, idx in enumerate(_batches(len(x_in), batch_size, rng), 1):
             xb, yb = x_in[idx], y[idx]
             if augment is not None and augment.active:
                 xb = augment(xb)
@@ -154,7 +224,6 @@ def fit(model, x, y, optimizer, epochs: int = 1, batch_size: int = 64, validatio
                     raise NonFiniteError(f"loss is {loss}")
             except NonFiniteError as err:
                 restore(model, good)
-                bar.close()
                 raise NonFiniteError(f"fit: non-finite loss at epoch {epoch}, step {step} ({err}); "
                                      "weights restored to the last step with a finite loss") from None
             good = snapshot(model, trainable_only=True)
@@ -163,25 +232,19 @@ def fit(model, x, y, optimizer, epochs: int = 1, batch_size: int = 64, validatio
             seen += len(idx)
             loss_sum += float(loss) * len(idx)
             correct += int(np.sum(np.argmax(logits, axis=1) == yb))
-            if progress:
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
-        bar.close()
+            report.step(epoch, step, loss_sum / seen, correct / seen)
         h = hist.history
         h["loss"].append(loss_sum / seen)
         h["accuracy"].append(correct / seen)
         h["lr"].append(float(getattr(optimizer, "lr", float("nan"))))
-        if validation_data is not None:
+        if yv is not None:
             vl, va = _loss_and_accuracy(net, xv_in, yv, 256)
         else:
             vl, va = float("nan"), float("nan")
         h["val_loss"].append(vl)
         h["val_accuracy"].append(va)
         h["seconds"].append(time.perf_counter() - t0)
-        if progress:
-            msg = f"{desc}epoch {epoch}/{epochs}: loss {h['loss'][-1]:.4f} acc {h['accuracy'][-1]:.4f}"
-            if validation_data is not None:
-                msg += f" val_loss {vl:.4f} val_acc {va:.4f}"
-            tqdm.write(msg + f" ({h['seconds'][-1]:.1f}s)")
+        report.epoch(epoch, {k: v[-1] for k, v in h.items()})
         if scheduler is not None:
             scheduler.step()
         if early_stopping is not None:

@@ -28,6 +28,7 @@ import numpy as np
 from . import io
 from .data import Augmenter, select_classes, take_per_class
 from .models import SEED_CNN_BASE, seed_cnn
+from .datainfo import checkpoint_extra, data_info
 from .optim import make_optimizer
 from .train import evaluate, fit
 
@@ -39,23 +40,26 @@ def _augmenter(enabled: bool, seed: int):
 
 
 def pretrain_source(data, source_classes, path, epochs: int = 2, batch_size: int = 64, lr: float = 1e-3,
-                    optimizer: str = "adam", seed: int = 0, progress: bool = True, log=print) -> dict:
+                    optimizer: str = "adam", seed: int = 0, progress: bool = True, log=print,
+                    data_name: str = "") -> dict:
     """Step 1: train ``seed_cnn`` (initialised with ``seed``) on every training image of
-    ``source_classes``, test it on their test images and save it to ``path`` (with the class
-    names).  Returns ``{"test_accuracy", "macro_f1", "seconds", "train_images"}``."""
+    ``source_classes``, test it on their test images and save it to ``path`` (with the data
+    record of :mod:`nptl.datainfo`, ``data_name`` as its source).  Returns
+    ``{"test_accuracy", "macro_f1", "seconds", "train_images", "history"}``."""
     names = list(data.class_names)
     xs, ys = select_classes(data.x_train, data.y_train, source_classes)
     xs_test, ys_test = select_classes(data.x_test, data.y_test, source_classes)
     log(f"source: {len(xs)} training images of classes {[names[c] for c in source_classes]}")
     t0 = time.perf_counter()
     source = seed_cnn(data.x_train.shape[1:], len(source_classes), seed=seed)
-    fit(source, xs, ys, make_optimizer(optimizer, source, lr=lr), epochs=epochs,
-        batch_size=batch_size, seed=seed, progress=progress, desc="source ")
+    hist = fit(source, xs, ys, make_optimizer(optimizer, source, lr=lr), epochs=epochs,
+               batch_size=batch_size, seed=seed, progress=progress, desc="source ")
     ev = evaluate(source, xs_test, ys_test)
     summary = {"test_accuracy": ev.accuracy, "macro_f1": ev.macro_f1,
-               "seconds": time.perf_counter() - t0, "train_images": int(len(xs))}
+               "seconds": time.perf_counter() - t0, "train_images": int(len(xs)), "history": hist.history}
     log(f"source: test accuracy {ev.accuracy:.4f} ({summary['seconds']:.1f}s)")
-    io.save(source, path, extra={"class_names": [names[c] for c in source_classes]})
+    info = data_info(data_name, [names[c] for c in source_classes], source_classes, data.x_train.shape[1:])
+    io.save(source, path, extra=checkpoint_extra(info))
     return summary
 
 
@@ -125,7 +129,12 @@ def run_transfer(data, data_name: str, source_classes, target_classes, labels_pe
                  finetune_epochs: int = 30, batch_size: int = 64, target_batch_size: int = 20,
                  lr: float = 1e-3, optimizer: str = "adam", augment: bool = True, repeats: int = 3,
                  seed: int = 0, save_dir=None, progress: bool = True, log=print) -> dict:
-    """Run the recipe on ``data`` (a :class:`nptl.data.Splits`); returns the results dict."""
+    """Run the recipe on ``data`` (a :class:`nptl.data.Splits`); returns the results dict:
+    ``config``, ``source`` and per arm the means over the draws and ``runs`` (one per draw, each
+    with its per-epoch ``history``; the finetune run's is the fine-tuning phase, its head phase is
+    the frozen run's), and ``histories`` (the first draw's curves per arm, the finetune arm's being
+    its frozen phase followed by fine-tuning).  ``progress``: True, False or a :class:`nptl.train.Progress` (one ``fit``
+    call for the source, then per draw: scratch, frozen, finetune)."""
     source_classes, target_classes = list(source_classes), list(target_classes)
     overlap = sorted(set(source_classes) & set(target_classes))
     if overlap:
@@ -148,12 +157,13 @@ def run_transfer(data, data_name: str, source_classes, target_classes, labels_pe
     source_path = os.path.join(save_dir, "source.npz")
     result["source"] = pretrain_source(data, source_classes, source_path, epochs=source_epochs,
                                        batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
-                                       progress=progress, log=log)
+                                       progress=progress, log=log, data_name=data_name)
 
     # 2. the arms, on the same labelled images, for each draw of those images
     xt_all, yt_all = select_classes(data.x_train, data.y_train, target_classes)
     xt_test, yt_test = select_classes(data.x_test, data.y_test, target_classes)
     target_names = [names[c] for c in target_classes]
+    info = data_info(data_name, target_names, target_classes, data.x_train.shape[1:])
     runs = {arm: [] for arm in ARMS}
     for r in range(repeats):
         s = seed + r
@@ -163,15 +173,16 @@ def run_transfer(data, data_name: str, source_classes, target_classes, labels_pe
 
         def record(arm, model, seconds):
             ev = evaluate(model, xt_test, yt_test, class_names=target_names)
-            runs[arm].append({"test_accuracy": ev.accuracy, "macro_f1": ev.macro_f1, "seconds": seconds, "seed": s})
+            runs[arm].append({"test_accuracy": ev.accuracy, "macro_f1": ev.macro_f1, "seconds": seconds, "seed": s,
+                              "history": phases[arm]})
             log(f"  {arm}: test accuracy {ev.accuracy:.4f}, macro F1 {ev.macro_f1:.4f} ({seconds:.1f}s)")
             if r == 0:
-                io.save(model, os.path.join(save_dir, f"{arm}.npz"), extra={"class_names": target_names})
+                io.save(model, os.path.join(save_dir, f"{arm}.npz"), extra=checkpoint_extra(info))
             return ev
 
         hyper = dict(scratch_epochs=scratch_epochs, head_epochs=head_epochs, finetune_epochs=finetune_epochs,
                      batch_size=target_batch_size, lr=lr, optimizer=optimizer, augment=augment, progress=progress)
-        phases = {} if r == 0 else None
+        phases = {}
         scratch, seconds = train_arm("scratch", source_path, xt, yt, len(target_classes), s, histories=phases,
                                      **hyper)
         record("scratch", scratch, seconds)

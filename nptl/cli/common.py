@@ -190,16 +190,51 @@ def add_data_option(parser, help: str = DATA_HELP) -> None:
     parser.add_argument("--data", default=None, metavar="NAME|DIR", help=help)
 
 
-def load_data(name: str, seed: int = 0):
-    """The :class:`~nptl.data.Splits` for ``--data name``, with a status line."""
-    from ..data import load_dataset
+IMAGE_SIZE_DEFAULT = (28, 28)
 
-    if name == "synthetic":
+
+def add_image_options(parser, defaults_from: str = "") -> None:
+    """--image-size, --color, --skip-bad-files (image folders only)."""
+    g = parser.add_argument_group(
+        "image folders", "For --data DIR with one sub-folder of PNG/JPEG images per class: classes are the "
+                         "sub-folder names in sorted order (class 0 = first name); DIR/train + DIR/test (or "
+                         "val) are used as the splits, else 20%% of each class is held out for testing.")
+    size_default = defaults_from or f"{IMAGE_SIZE_DEFAULT[0]}"
+    g.add_argument("--image-size", type=image_size, default=None, metavar="H[,W]",
+                   help=f"resize every image to H x W pixels (default: {size_default})")
+    g.add_argument("--color", choices=("auto", "rgb", "gray"), default=None,
+                   help="colour mode of the network input: rgb (3 channels), gray (1), auto = rgb if any "
+                        f"image is in colour, else gray (default: {defaults_from or 'auto'})")
+    g.add_argument("--skip-bad-files", action="store_true",
+                   help="leave out files that cannot be read as images, listing each, instead of stopping")
+
+
+def load_data(name: str, seed: int = 0, image_size=None, color=None, skip_bad_files: bool = False,
+              input_shape=None):
+    """The :class:`~nptl.data.Splits` for ``--data name``, with status lines; the image-folder
+    options are refused for other data.  ``input_shape`` (C, H, W) of a model sets the image
+    size and colour of a folder unless given."""
+    from ..data import dataset_kind, load_dataset
+
+    kind = dataset_kind(name)
+    if kind == "folder" and input_shape is not None:
+        image_size = image_size or tuple(input_shape[1:])
+        color = color or ("rgb" if input_shape[0] == 3 else "gray")
+    if kind != "folder":
+        given = [flag for flag, value in (("--image-size", image_size), ("--color", color),
+                                          ("--skip-bad-files", skip_bad_files)) if value]
+        if given:
+            raise UsageError(f"{given[0]} applies to image folders; --data {name} is {kind} data")
+    if kind == "synthetic":
         log("data: synthetic (generated in code; install dataset-fashion-mnist for real images)")
         return load_dataset("synthetic", seed=seed)
-    data = load_dataset(name)
+    options = {}
+    if kind == "folder":
+        options = dict(size=image_size or IMAGE_SIZE_DEFAULT, color=color or "auto",
+                       skip_bad_files=skip_bad_files, log=lambda msg: log(f"data: {msg}"))
+    data = load_dataset(name, **options)
     log(f"data: {name}: {len(data.x_train)} train / {len(data.x_test)} test images of shape "
-        f"{tuple(data.x_train.shape[1:])}")
+        f"{tuple(data.x_train.shape[1:])}, {len(data.class_names)} classes")
     return data
 
 
@@ -231,3 +266,4 @@ def add_output_options(parser) -> None:
     """--json, --quiet, --verbose."""
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress output, only the results")
+    parser.add_argument("--verbose", action="store_true", help="also one line per epoch")

@@ -66,6 +66,7 @@ __all__ = [
     "to_nchw_float",
     "train_val_split",
     "DATASET_NAMES",
+    "dataset_kind",
 ]
 
 #: Names accepted by :func:`load_dataset` (besides directories).
@@ -82,7 +83,7 @@ _ALIASES = {
 }
 
 
-def _load_directory(directory: Path, options: dict) -> Splits:
+def _directory_kind(directory: Path) -> str:
     if not directory.is_dir():
         raise DatasetNotFoundError(
             f"{directory}: not a known dataset name or an existing directory; "
@@ -90,16 +91,32 @@ def _load_directory(directory: Path, options: dict) -> Splits:
             "CIFAR-10 *.bin batches or one sub-folder per class"
         )
     if has_idx_files(directory):
-        return load_fashion_mnist(directory, **options)
+        return "fashion-mnist"
     if find_cifar10_dir(directory) is not None:
-        return load_cifar10(directory, **options)
+        return "cifar10"
     if any(p.is_dir() and not p.name.startswith(".") for p in directory.iterdir()):
-        return load_image_folder_splits(directory, **options)
+        return "folder"
     raise DataError(
         f"{directory}: cannot tell the dataset format; expected the four (Fashion-)MNIST IDX "
         "files, CIFAR-10 binary batches (data_batch_1.bin .. test_batch.bin) or one "
         "sub-folder per class"
     )
+
+
+_DIRECTORY_LOADERS = {"fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10,
+                      "folder": load_image_folder_splits}
+
+
+def dataset_kind(name_or_dir: str | os.PathLike) -> str:
+    """Which reader :func:`load_dataset` uses for ``name_or_dir``: ``"synthetic"``,
+    ``"fashion-mnist"`` (IDX files), ``"cifar10"`` or ``"folder"`` (one sub-folder of images per
+    class), decided from the name or the directory's files without reading them.  Raises
+    :class:`DatasetNotFoundError` / :class:`DataError` as :func:`load_dataset` would."""
+    if isinstance(name_or_dir, str):
+        kind = _ALIASES.get(name_or_dir.partition(":")[0].strip().lower())
+        if kind is not None:
+            return kind
+    return _directory_kind(Path(name_or_dir))
 
 
 def load_dataset(name_or_dir: str | os.PathLike, **options) -> Splits:
@@ -135,4 +152,5 @@ def load_dataset(name_or_dir: str | os.PathLike, **options) -> Splits:
             if kind == "cifar10":
                 return load_cifar10(rest, **options)
             return load_image_folder_splits(rest, **options)
-    return _load_directory(Path(name_or_dir), options)
+    directory = Path(name_or_dir)
+    return _DIRECTORY_LOADERS[_directory_kind(directory)](directory, **options)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import time
 
-from ..common import (UsageError, add_data_option, add_output_options, add_plots_option, add_training_options,
-                      check_classes, class_list, default_data, fraction, load_data, log, output_dir, output_file,
-                      positive_float, positive_int, write_json)
+from ..common import (UsageError, add_data_option, add_image_options, add_output_options, add_plots_option,
+                      add_training_options, check_classes, class_list, default_data, fraction, load_data, log,
+                      output_dir, output_file, positive_float, positive_int, write_json)
 
 ORDER = 20
 
@@ -30,18 +30,24 @@ def add_parser(subparsers):
                    help="multiply the learning rate by --decay every N epochs (default: constant rate)")
     p.add_argument("--decay", type=positive_float, default=0.1, help="learning-rate factor for --decay-every")
     p.add_argument("--save", default=None, metavar="FILE",
-                   help="write the trained model to FILE (.npz appended if missing)")
+                   help="write the trained model to FILE (.npz appended if missing); on Ctrl-C, the model after "
+                        "the last completed epoch")
     add_output_options(p)
     add_plots_option(p)
+    add_image_options(p)
     return p
 
 
 def run(args) -> int:
+    import math
+
     from ... import io
     from ...data import select_classes, take_per_class, train_val_split
+    from ...datainfo import checkpoint_extra, data_info
     from ...models import seed_cnn
     from ...optim import StepDecay, make_optimizer
     from ...train import EarlyStopping, evaluate, fit
+    from ..progress import Console
 
     # every flag and output path first: nothing is loaded or trained before these pass
     if args.patience is not None and args.val_fraction == 0:
@@ -55,9 +61,10 @@ def run(args) -> int:
         plots.require()
 
     data_name = args.data or default_data()
-    data = load_data(data_name, args.seed)
+    data = load_data(data_name, args.seed, args.image_size, args.color, args.skip_bad_files)
     check_classes("--classes", args.classes, data, data_name)
     x, y, xt, yt, names = data.x_train, data.y_train, data.x_test, data.y_test, list(data.class_names)
+    class_ids = args.classes or list(range(len(names)))
     if args.classes:
         x, y = select_classes(x, y, args.classes)
         xt, yt = select_classes(xt, yt, args.classes)
@@ -69,22 +76,31 @@ def run(args) -> int:
     stop = None
     if args.val_fraction > 0:
         x, y, xv, yv = train_val_split(x, y, args.val_fraction, seed=args.seed)
+        if len(xv) == 0:
+            raise UsageError(f"--val-fraction {args.val_fraction} holds out no image of the {len(x)} training images")
         val = (xv, yv)
         stop = EarlyStopping(patience=args.patience) if args.patience else None
 
+    info = data_info(data_name, names, class_ids, x.shape[1:])
     model = seed_cnn(x.shape[1:], len(names), seed=args.seed)
+    console = Console([("train", args.epochs, math.ceil(len(x) / args.batch_size))], quiet=args.quiet,
+                      verbose=args.verbose)
     t0 = time.perf_counter()
     opt = make_optimizer(args.optimizer, model, lr=args.lr)
     schedule = StepDecay(opt, args.decay_every, args.decay) if args.decay_every else None
-    hist = fit(model, x, y, opt, epochs=args.epochs, batch_size=args.batch_size, validation_data=val,
-               early_stopping=stop, scheduler=schedule, seed=args.seed, progress=not args.quiet)
+    try:
+        hist = fit(model, x, y, opt, epochs=args.epochs, batch_size=args.batch_size, validation_data=val,
+                   early_stopping=stop, scheduler=schedule, seed=args.seed, progress=console)
+    except KeyboardInterrupt:
+        save_interrupted(console, save, info)
+        raise
     seconds = time.perf_counter() - t0
     ev = evaluate(model, xt, yt, class_names=names)
     print(ev.report())
     print(f"trained {hist.epochs} epochs in {seconds:.1f}s; test accuracy {ev.accuracy:.4f}")
     if save:
-        written = io.save(model, save, extra={"class_names": names, "history": hist.as_dict()})
-        log(f"saved {written}")
+        io.save(model, save, extra=checkpoint_extra(info, history=hist.as_dict()))
+        log(f"saved {save}")
     if json_path:
         write_json(json_path, {"data": data_name, "seconds": seconds, "test": ev.as_dict(), **hist.as_dict()})
     if args.plots:
@@ -92,6 +108,24 @@ def run(args) -> int:
                                     f"nptl train on {data_name}"):
             log(f"wrote {path}")
     return 0
+
+
+def save_interrupted(console, path, info) -> None:
+    """On Ctrl-C: save the model as it was after the last completed epoch, and say where."""
+    from ... import io
+    from ...datainfo import checkpoint_extra
+    from ...train import restore
+
+    last = console.last_completed()
+    if path is None:
+        return
+    if last is None:
+        log(f"interrupted before the first epoch completed: nothing saved to {path}")
+        return
+    model, weights, epoch = last
+    restore(model, weights)
+    io.save(model, path, extra=checkpoint_extra(info, interrupted_after_epoch=epoch))
+    log(f"interrupted: saved the model after epoch {epoch} to {path}")
 
 
 def check_labels_per_class(n: int, y, names, flag: str = "--labels-per-class") -> None:

@@ -1,10 +1,10 @@
 """``nptl transfer``: the transfer-learning recipe (see :mod:`nptl.transfer`)."""
 from __future__ import annotations
 
-from ..common import (UsageError, add_data_option, add_output_options, add_plots_option, add_training_options,
-                      check_classes, class_list, default_data, load_data, log, output_dir, output_file, positive_int,
-                      write_json)
-from .train import check_labels_per_class
+from ..common import (UsageError, add_data_option, add_image_options, add_output_options, add_plots_option,
+                      add_training_options, check_classes, class_list, default_data, load_data, log, output_dir,
+                      output_file, positive_int, write_json)
+from .train import check_labels_per_class, save_interrupted
 
 ORDER = 10
 
@@ -38,14 +38,23 @@ def add_parser(subparsers):
                         "base features)")
     add_training_options(p)
     p.add_argument("--save", default=None, metavar="DIR",
-                   help="write source.npz, scratch.npz, frozen.npz and finetune.npz (first draw) into DIR")
+                   help="write source.npz, scratch.npz, frozen.npz and finetune.npz (first draw) into DIR; on "
+                        "Ctrl-C also interrupted.npz, the model being trained after its last completed epoch")
     add_output_options(p)
     add_plots_option(p)
+    add_image_options(p)
     return p
 
 
 def run(args) -> int:
-    from ...transfer import format_table, run_transfer
+    import math
+    import os
+
+    import numpy as np
+
+    from ...datainfo import data_info
+    from ...transfer import ARMS, format_table, run_transfer
+    from ..progress import Console
 
     overlap = sorted(set(args.source_classes) & set(args.target_classes))
     if overlap:
@@ -62,24 +71,40 @@ def run(args) -> int:
         keep = tempfile.TemporaryDirectory(prefix="nptl-plots-") if save_dir is None else None
 
     data_name = args.data or default_data()
-    data = load_data(data_name, args.seed)
+    data = load_data(data_name, args.seed, args.image_size, args.color, args.skip_bad_files)
     check_classes("--source-classes", args.source_classes, data, data_name)
     check_classes("--target-classes", args.target_classes, data, data_name)
-    import numpy as np
+    target = [data.class_names[c] for c in args.target_classes]
+    labels = np.searchsorted(np.sort(args.target_classes), data.y_train[np.isin(data.y_train, args.target_classes)])
+    check_labels_per_class(args.labels_per_class, labels, [data.class_names[c] for c in sorted(args.target_classes)])
 
-    target = np.isin(data.y_train, args.target_classes)
-    check_labels_per_class(args.labels_per_class, np.searchsorted(sorted(args.target_classes), data.y_train[target]),
-                           [data.class_names[c] for c in sorted(args.target_classes)])
-    result = run_transfer(
-        data, data_name, args.source_classes, args.target_classes, args.labels_per_class,
-        source_epochs=args.epochs, scratch_epochs=args.scratch_epochs, head_epochs=args.head_epochs,
-        finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, lr=args.lr,
-        optimizer=args.optimizer, augment=not args.no_augment, repeats=args.repeats, seed=args.seed,
-        save_dir=save_dir or (keep.name if args.plots else None), progress=not args.quiet, log=log)
+    # the fit calls to come, for one bar per arm and draw and an ETA over the whole run
+    n_source = int(np.isin(data.y_train, args.source_classes).sum())
+    target_steps = math.ceil(len(target) * args.labels_per_class / 20)  # run_transfer's target batch size
+    epochs = {"scratch": args.scratch_epochs, "frozen": args.head_epochs, "finetune": args.finetune_epochs}
+    plan = [("source", args.epochs, math.ceil(n_source / args.batch_size))]
+    plan += [(f"draw {r + 1}/{args.repeats} {arm}", epochs[arm], target_steps)
+             for r in range(args.repeats) for arm in ARMS]
+    console = Console(plan, quiet=args.quiet, verbose=args.verbose)
+    try:
+        result = run_transfer(
+            data, data_name, args.source_classes, args.target_classes, args.labels_per_class,
+            source_epochs=args.epochs, scratch_epochs=args.scratch_epochs, head_epochs=args.head_epochs,
+            finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, lr=args.lr,
+            optimizer=args.optimizer, augment=not args.no_augment, repeats=args.repeats, seed=args.seed,
+            save_dir=save_dir or (keep.name if args.plots else None), progress=console, log=console.log)
+    except KeyboardInterrupt:
+        if save_dir is not None:
+            classes = args.source_classes if console.desc == "source" else args.target_classes
+            info = data_info(data_name, [data.class_names[c] for c in classes], classes, data.x_train.shape[1:])
+            save_interrupted(console, os.path.join(save_dir, "interrupted.npz"), info)
+        raise
     print(format_table(result))
     if json_path:
         write_json(json_path, result)
     if args.plots:
         for path in plots.for_transfer(args.plots, result, save_dir or keep.name, data):
-            log(f"wrote {path}")
+            console.log(f"wrote {path}")
+    if save_dir is not None:
+        log(f"saved {', '.join(f'{n}.npz' for n in ('source',) + ARMS)} in {save_dir}")
     return 0

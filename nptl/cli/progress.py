@@ -1,0 +1,146 @@
+"""Training progress for a terminal, a log file, or nobody.
+
+:class:`Console` is a :class:`nptl.train.Progress` for a whole command: it knows the plan (the
+``fit`` calls to come, in order, with their epochs and mini-batches) and shows
+
+- on a terminal: one bar per ``fit`` call (per arm and draw) with the position in the whole run
+  and an ETA over the whole run;
+- otherwise (a pipe or a file): one plain line when each ``fit`` call ends, no ``\\r`` updates;
+- with ``verbose``: also one line per epoch; with ``quiet``: nothing.
+
+The ETA uses the measured seconds per mini-batch of each kind of phase (the first word of its
+description: ``source``, ``scratch``, ``frozen``, ``finetune``, ...), and the mean over all
+phases so far for a kind not yet seen.
+
+It also keeps a copy of the weights after the last completed epoch of the current phase
+(:meth:`last_completed`), which the commands save when interrupted.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+from ..train import Progress, snapshot
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+class Console(Progress):
+    """``plan``: ``[(label, epochs, steps_per_epoch), ...]`` of the ``fit`` calls to come, in order
+    (``label`` is what the display calls it); calls beyond the plan are shown by their ``desc``,
+    without an ETA."""
+
+    def __init__(self, plan, quiet: bool = False, verbose: bool = False, stream=None, tty: bool | None = None):
+        self.plan = [(label, epochs * steps) for label, epochs, steps in plan]
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.quiet, self.verbose = quiet, verbose
+        self.index = -1                 # position in the plan of the current fit call
+        self.done_steps = [0] * len(self.plan)
+        self.rate = {}                  # seconds per mini-batch, by kind
+        self.model = self.weights = None
+        self.completed_epochs = 0
+        self.bar = None
+        self.desc, self.started = "", None
+
+    # -- the plan and the ETA ----------------------------------------------------------------------
+    @staticmethod
+    def _kind(desc: str) -> str:
+        words = desc.split()
+        return next((w for w in words if not any(ch.isdigit() for ch in w) and w != "draw"), desc.strip())
+
+    def _eta(self) -> tuple[float, float] | None:
+        """(fraction of the run done, seconds left), or None beyond the plan."""
+        if not 0 <= self.index < len(self.plan):
+            return None
+        elapsed_rate = self._rate_now()
+        known = list(self.rate.values()) + ([elapsed_rate] if elapsed_rate else [])
+        if not known:
+            return None
+        fallback = sum(known) / len(known)
+        left = 0.0
+        for i, (desc, total) in enumerate(self.plan):
+            remaining = total - self.done_steps[i]
+            if remaining > 0:
+                rate = elapsed_rate if i == self.index and elapsed_rate else self.rate.get(self._kind(desc), fallback)
+                left += remaining * rate
+        elapsed = time.perf_counter() - self.started
+        return elapsed / (elapsed + left), left
+
+    def _rate_now(self) -> float | None:
+        steps = self.done_steps[self.index] if 0 <= self.index < len(self.plan) else self.steps_here
+        return (time.perf_counter() - self.t0) / steps if steps else None
+
+    def _where(self) -> str:
+        eta = self._eta()
+        return "" if eta is None else f"run {eta[0]:.0%}, ETA {_clock(eta[1])}"
+
+    # -- Progress hooks ----------------------------------------------------------------------------
+    def begin(self, model, desc, epochs, steps):
+        self.index += 1
+        self.model, self.weights, self.completed_epochs = model, None, 0
+        self.epochs, self.steps = epochs, steps
+        self.steps_here, self.t0 = 0, time.perf_counter()
+        self.started = self.started or self.t0
+        if self.index < len(self.plan):
+            self.desc = self.plan[self.index][0]
+            self.plan[self.index] = (self.desc, epochs * steps)  # the real figures replace the estimate
+        else:
+            self.desc = desc.strip() or "train"
+        if self.tty and not self.quiet:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=epochs * steps, desc=self.desc, file=self.stream, leave=True, unit="batch",
+                            dynamic_ncols=True, bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} batches{postfix}")
+
+    def step(self, epoch, step, loss, accuracy):
+        self.steps_here += 1
+        if self.index < len(self.plan):
+            self.done_steps[self.index] += 1
+        if self.bar is not None:
+            where = self._where()
+            self.bar.set_postfix_str(f"epoch {epoch}/{self.epochs} loss {loss:.4f} acc {accuracy:.4f}"
+                                     + (f" | {where}" if where else ""), refresh=False)
+            self.bar.update()
+
+    def epoch(self, epoch, logs):
+        self.weights, self.completed_epochs = snapshot(self.model), epoch
+        self.last_logs = logs
+        if self.verbose and not self.quiet:
+            msg = f"{self.desc} epoch {epoch}/{self.epochs}: loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}"
+            if not math.isnan(logs["val_loss"]):
+                msg += f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}"
+            self._line(msg + f" ({logs['seconds']:.1f}s)")
+
+    def end(self, history):
+        if self.steps_here:
+            self.rate[self._kind(self.desc)] = (time.perf_counter() - self.t0) / self.steps_here
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elif history is not None and not self.quiet and not self.verbose:
+            logs = self.last_logs
+            where = self._where()
+            self._line(f"{self.desc}: {history.epochs} epochs ({time.perf_counter() - self.t0:.1f}s), training loss "
+                       f"{logs['loss']:.4f} acc {logs['accuracy']:.4f}" + (f"; {where}" if where else ""))
+
+    def _line(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def log(self, text: str) -> None:
+        """A status line that does not break the bars."""
+        if not self.quiet:
+            self._line(text)
+
+    def last_completed(self):
+        """``(model, weights, epoch)`` of the current phase after its last completed epoch, or
+        ``None`` when no epoch has completed."""
+        return (self.model, self.weights, self.completed_epochs) if self.weights is not None else None
