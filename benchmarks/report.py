@@ -219,9 +219,15 @@ def scaling_table(rows):
 
 
 TITLES = {"conv2d": "conv2d", "pool2d": "pool2d (max and avg)", "dense": "dense",
-          "models": "Seed CNN training and inference", "compile": "Start-up and JIT compilation",
+          "models": "Seed CNN training and inference",
+          "deep": "ResNet18 and VGG16: images/s and peak memory (each side in its own process)", "compile": "Start-up and JIT compilation",
           "scaling": "Scaling: seed-cnn-2 conv2d by batch and threads",
           "caching": "Head-only epoch with and without frozen-feature caching"}
+
+
+def _deep_table(rows):
+    from benchmarks.deep import table as deep_table
+    return deep_table(rows)
 
 
 def _caching_table(rows):
@@ -256,7 +262,7 @@ def markdown(results):
     renderers = {"conv2d": lambda r: kernel_table(r, "conv2d"), "pool2d": lambda r: kernel_table(r, "pool2d"),
                  "dense": lambda r: kernel_table(r, "dense"), "models": models_table,
                  "compile": compile_table, "scaling": scaling_table,
-                 "caching": lambda r: _caching_table(r)}
+                 "caching": lambda r: _caching_table(r), "deep": _deep_table}
     for fam, res in results["families"].items():
         out += ["", f"## {TITLES[fam]}", ""]
         if res.get("error"):

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import Sequential
-from .layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from .graph import Residual, Sequential
+from .layers import (AdaptiveAvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D,
+                     ReLU)
 
 #: the layers of the convolutional base of :func:`seed_cnn` (frozen in transfer learning)
 SEED_CNN_BASE = ("conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "flatten")
@@ -25,3 +26,95 @@ def seed_cnn(input_shape=(1, 28, 28), num_classes: int = 10, seed: int = 0, dtyp
         Dense(hidden, name="dense1"), ReLU(name="relu4"), Dense(num_classes, name="dense2"),
     ]
     return Sequential(layers, input_shape=input_shape, seed=seed, dtype=dtype, name="seed_cnn")
+
+
+# -- torchvision architectures -------------------------------------------------------------------
+#: ImageNet channel statistics the torchvision weights were trained with (RGB, images in [0, 1])
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: VGG16 (configuration "D"): output channels of each 3×3 conv, "M" a 2×2 max pool
+VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def vgg16(num_classes: int = 1000, include_top: bool = True, input_shape=(3, 224, 224), seed: int = 0,
+          dtype=np.float32, dropout: float = 0.5) -> Sequential:
+    """VGG16 as torchvision builds it, with torchvision's layer names (so its state dict keys:
+    ``features.0.weight`` … ``classifier.6.bias``; see :mod:`nptl.torch_weights`).
+
+    ``features``: thirteen 3×3 convolutions (padding 1, bias) each followed by ReLU, in five
+    stages closed by 2×2 max pools (:data:`VGG16_CONFIG`); indices 0–30 as in torchvision.
+    With ``include_top``: ``avgpool`` (adaptive average pooling to 7×7), ``flatten`` and
+    ``classifier`` = Dense 4096-ReLU-Dropout-Dense 4096-ReLU-Dropout-Dense ``num_classes``
+    (indices 0–6).  138,357,544 parameters with 1000 classes.  Without the top the model ends
+    at ``features`` (512 × H/32 × W/32), the base for a new head (Keras' ``include_top=False``).
+    Inputs: RGB normalised with :data:`IMAGENET_MEAN`/:data:`IMAGENET_STD` for ImageNet weights;
+    at least 32×32 (five 2×2 max pools; a smaller image is refused naming the pool that gets 1×1).
+    """
+    layers, i = [], 0
+    for v in VGG16_CONFIG:
+        if v == "M":
+            layers.append(MaxPool2D(2, name=str(i)))
+            i += 1
+        else:
+            layers += [Conv2D(v, 3, padding=1, kernel_init="he_normal", name=str(i)), ReLU(name=str(i + 1))]
+            i += 2
+    top = [Sequential(layers, name="features")]
+    if include_top:
+        top += [AdaptiveAvgPool2D((7, 7), name="avgpool"), Flatten(name="flatten"),
+                Sequential([Dense(4096, name="0"), ReLU(name="1"), Dropout(dropout, name="2"),
+                            Dense(4096, name="3"), ReLU(name="4"), Dropout(dropout, name="5"),
+                            Dense(num_classes, name="6")], name="classifier")]
+    return Sequential(top, input_shape=input_shape, seed=seed, dtype=dtype, name="vgg16")
+
+
+def basic_block(filters: int, stride: int = 1, in_channels: int | None = None, name: str | None = None) -> Residual:
+    """ResNet's basic block, named as torchvision's ``BasicBlock``::
+
+        conv1 (3×3, stride, no bias) → bn1 → relu → conv2 (3×3, no bias) → bn2,   + shortcut, relu
+
+    The shortcut is the identity, or — when the block changes the shape (``stride`` ≠ 1 or
+    ``in_channels`` ≠ ``filters``) — ``downsample`` = 1×1 conv with that stride (no bias) + BatchNorm.
+    """
+    main = [Conv2D(filters, 3, stride=stride, padding=1, use_bias=False, kernel_init="he_normal", name="conv1"),
+            BatchNorm2D(name="bn1"), ReLU(name="relu"),
+            Conv2D(filters, 3, padding=1, use_bias=False, kernel_init="he_normal", name="conv2"),
+            BatchNorm2D(name="bn2")]
+    shortcut = None
+    if stride != 1 or (in_channels is not None and in_channels != filters):
+        shortcut = Sequential([Conv2D(filters, 1, stride=stride, use_bias=False, kernel_init="he_normal", name="0"),
+                               BatchNorm2D(name="1")], name="downsample")
+    return Residual(main, shortcut, name=name)
+
+
+def resnet18(num_classes: int = 1000, include_top: bool = True, input_shape=(3, 224, 224), seed: int = 0,
+             dtype=np.float32) -> Sequential:
+    """ResNet-18 as torchvision builds it, with torchvision's layer names (``conv1.weight``,
+    ``layer3.1.bn2.running_var``, ``fc.weight``; see :mod:`nptl.torch_weights`).
+
+    Stem: ``conv1`` (7×7, stride 2, padding 3, no bias) → ``bn1`` → ``relu`` → ``maxpool``
+    (3×3, stride 2, padding 1); ``layer1``…``layer4``: two :func:`basic_block` each, with
+    64, 128, 256, 512 filters, the first block of layers 2–4 halving the map (stride 2 and a
+    projection shortcut); ``avgpool`` (global average pooling); with ``include_top`` the
+    classifier ``fc`` (Dense ``num_classes``).  11,689,512 parameters with 1000 classes.
+    Without the top the model ends at ``avgpool`` (512 features), the base for a new head.
+    Inputs: RGB normalised with :data:`IMAGENET_MEAN`/:data:`IMAGENET_STD` for ImageNet weights;
+    any size (the padded convolutions shrink small maps to 1×1 rather than fail; the weights were
+    trained at 224×224).
+    """
+    layers = [Conv2D(64, 7, stride=2, padding=3, use_bias=False, kernel_init="he_normal", name="conv1"),
+              BatchNorm2D(name="bn1"), ReLU(name="relu"), MaxPool2D(3, stride=2, padding=1, name="maxpool")]
+    channels = 64
+    for stage, filters in enumerate((64, 128, 256, 512), 1):
+        stride = 1 if stage == 1 else 2
+        layers.append(Sequential([basic_block(filters, stride, channels, name="0"),
+                                  basic_block(filters, 1, filters, name="1")], name=f"layer{stage}"))
+        channels = filters
+    layers.append(GlobalAvgPool2D(name="avgpool"))
+    if include_top:
+        layers.append(Dense(num_classes, name="fc"))
+    return Sequential(layers, input_shape=input_shape, seed=seed, dtype=dtype, name="resnet18")
+
+
+#: the pretrained bases ``nptl transfer --base`` knows: builder and the head's top-level names
+BASES = {"resnet18": (resnet18, ("fc",)), "vgg16": (vgg16, ("classifier",))}
