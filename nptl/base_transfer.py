@@ -74,9 +74,11 @@ def load_base_weights(model, weights, base_layers) -> str:
 
 def run_base_transfer(data, base: str = "resnet18", weights=None, epochs: int = 10, finetune_epochs: int = 0,
                       batch_size: int = 32, lr: float = 1e-3, optimizer: str = "adam", seed: int = 0,
-                      save=None, progress: bool = True, log=print) -> dict:
+                      save=None, extra: dict | None = None, progress: bool = True, log=print) -> dict:
     """Run the recipe on ``data`` (a :class:`nptl.data.Splits` of RGB images in ``[0, 1]``);
-    returns a results dict (accuracies, seconds, whether features were cached)."""
+    returns a results dict (accuracies, seconds, whether features were cached).  ``save``: a
+    checkpoint path for the trained model, ``extra`` what it records besides (default: class
+    names, base, normalisation)."""
     x, y = imagenet_normalize(data.x_train), np.asarray(data.y_train)
     xt, yt = imagenet_normalize(data.x_test), np.asarray(data.y_test)
     if x.shape[2] != x.shape[3]:
@@ -107,7 +109,9 @@ def run_base_transfer(data, base: str = "resnet18", weights=None, epochs: int = 
         log(f"finetune: test accuracy {ev.accuracy:.4f} ({result['finetune']['seconds']:.1f}s)")
     result["report"] = ev.as_dict()
     if save:
-        written = io.save(model, save, extra={"class_names": names, "base": base, "color": "rgb",
-                                              "normalize": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}})
+        if extra is None:
+            extra = {"class_names": names, "base": base,
+                     "normalization": {"scale": 255, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
+        written = io.save(model, save, extra=extra)
         result["saved"] = str(written)
     return result

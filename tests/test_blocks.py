@@ -239,3 +239,16 @@ def test_partial_load_by_dotted_name_and_one_error_for_every_mismatch(tmp_path):
     assert "fc.w: checkpoint (96, 3) vs model (128, 3)" in msg
     for p in other.parameters():
         assert np.array_equal(p.value, snap[p.name]), p.name
+
+
+def test_readme_pretrained_bases_example_runs():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "resnet18" in b)
+    scope = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    model = scope["model"]
+    assert not model["layer3.0.conv1"].trainable and model["layer3.1.conv1"].trainable
+    assert model["layer4"].trainable and model.output_shape() == (5,)
