@@ -252,3 +252,21 @@ def test_readme_pretrained_bases_example_runs():
     model = scope["model"]
     assert not model["layer3.0.conv1"].trainable and model["layer3.1.conv1"].trainable
     assert model["layer4"].trainable and model.output_shape() == (5,)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_basic_block_with_batchnorm_gradcheck(frozen):
+    """ResNet's basic block (BatchNorm in training mode, projection shortcut): every gradient
+    by central differences; frozen, its BatchNorms are affine maps and dx still flows."""
+    from nptl.models import basic_block
+
+    model = Sequential([basic_block(4, 2, 3, name="b")], input_shape=(3, 6, 6), name="m")
+    if frozen:
+        model.freeze("b.bn1", "b.downsample")
+    x = np.random.default_rng(8).standard_normal((3, 3, 6, 6))
+    report = nptl.gradcheck(model, x)
+    expected = {"input", "b.conv1.w", "b.conv2.w", "b.bn2.w", "b.bn2.b"}
+    if not frozen:
+        expected |= {"b.bn1.w", "b.bn1.b", "b.downsample.0.w", "b.downsample.1.w", "b.downsample.1.b"}
+    assert set(report.errors) == expected
+    report.assert_ok(1e-6)
