@@ -27,10 +27,11 @@ LR = 0.01
 
 
 def cases(quick):
-    """(arch, image size, batch, timed steps); --quick: ResNet18 only, 64×64, batch 2."""
+    """(arch, image size, batch, timed steps, warm-up steps); --quick: ResNet18 only, 64×64,
+    batch 2, one step of each (a smoke run: its figures mean little)."""
     if quick:
-        return [("resnet18", 64, 2, 1)]
-    return [(arch, size, 16, 5) for arch in ARCHS for size in (112, 224)]
+        return [("resnet18", 64, 2, 1, 1)]
+    return [(arch, size, 16, 5, WARMUP_STEPS) for arch in ARCHS for size in (112, 224)]
 
 
 # ---------------------------------------------------------------- child side
@@ -44,7 +45,7 @@ def _nptl(spec):
     import nptl
     from nptl import models, ops
 
-    arch, size, batch, steps = spec["arch"], spec["size"], spec["batch"], spec["steps"]
+    arch, size, batch, steps, warmup = spec["arch"], spec["size"], spec["batch"], spec["steps"], spec["warmup"]
     model = getattr(models, arch)(num_classes=1000, input_shape=(3, size, size))
     opt = nptl.optim.SGD(model, lr=LR)
     g = np.random.default_rng(0)
@@ -67,8 +68,8 @@ def _nptl(spec):
         model.zero_grad()
         return {"forward": t1 - t0, "backward": t2 - t1, "step": time.perf_counter() - t0}
 
-    return {"inference": median_phases(infer, steps, warmup=WARMUP_STEPS),
-            "train": median_phases(step, steps, warmup=WARMUP_STEPS), "rss_after_build_mb": built}
+    return {"inference": median_phases(infer, steps, warmup=warmup),
+            "train": median_phases(step, steps, warmup=warmup), "rss_after_build_mb": built}
 
 
 def _torch(spec):
@@ -78,7 +79,7 @@ def _torch(spec):
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
-    arch, size, batch, steps = spec["arch"], spec["size"], spec["batch"], spec["steps"]
+    arch, size, batch, steps, warmup = spec["arch"], spec["size"], spec["batch"], spec["steps"], spec["warmup"]
     net = {"resnet18": ResNet18, "vgg16": VGG16}[arch]()
     opt = torch.optim.SGD(net.parameters(), lr=LR)
     x = torch.randn(batch, 3, size, size)
@@ -103,8 +104,8 @@ def _torch(spec):
         opt.zero_grad(set_to_none=True)
         return {"forward": t1 - t0, "backward": t2 - t1, "step": time.perf_counter() - t0}
 
-    return {"inference": median_phases(infer, steps, warmup=WARMUP_STEPS),
-            "train": median_phases(step, steps, warmup=WARMUP_STEPS), "rss_after_build_mb": built}
+    return {"inference": median_phases(infer, steps, warmup=warmup),
+            "train": median_phases(step, steps, warmup=warmup), "rss_after_build_mb": built}
 
 
 def child(spec):
@@ -114,8 +115,8 @@ def child(spec):
 
 
 # ---------------------------------------------------------------- parent side
-def _run_side(side, arch, size, batch, steps, threads):
-    spec = dict(side=side, arch=arch, size=size, batch=batch, steps=steps, threads=threads)
+def _run_side(side, arch, size, batch, steps, warmup, threads):
+    spec = dict(side=side, arch=arch, size=size, batch=batch, steps=steps, warmup=warmup, threads=threads)
     try:
         return json.loads(run_python(["-m", "benchmarks.deep", json.dumps(spec)], subprocess_env(threads),
                                      timeout=1800)), None
@@ -125,14 +126,14 @@ def _run_side(side, arch, size, batch, steps, threads):
 
 def run(ctx):
     rows, errors = [], []
-    for arch, size, batch, steps in cases(ctx.quick):
+    for arch, size, batch, steps, warmup in cases(ctx.quick):
         log(f"  {arch} {size}x{size} batch {batch}")
         row = {"family": "deep", "name": arch, "size": size, "batch": batch}
         for side in ("nptl", "torch"):
             if side == "nptl" and not ctx.has_nptl:
                 res, err = None, "nptl unavailable"
             else:
-                res, err = _run_side(side, arch, size, batch, steps, ctx.threads)
+                res, err = _run_side(side, arch, size, batch, steps, warmup, ctx.threads)
             if err:
                 errors.append(err)
             row[side] = res
