@@ -41,7 +41,9 @@ __all__ = [
     "avg_pool2d", "avg_pool2d_backward", "dense", "dense_backward", "relu", "relu_backward",
     "sigmoid", "sigmoid_backward", "softmax", "softmax_backward", "cross_entropy",
     "cross_entropy_backward", "binary_cross_entropy", "binary_cross_entropy_backward",
-    "mse", "mse_backward", "batch_norm", "batch_norm_backward", "render", "small_integers", "walk", "ModelWalk", "LayerRecord",
+    "mse", "mse_backward", "batch_norm", "batch_norm_backward", "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward", "dropout", "dropout_backward",
+    "render", "small_integers", "walk", "ModelWalk", "LayerRecord",
 ]
 
 
@@ -1115,6 +1117,156 @@ def batch_norm_backward(dy, x, gamma, mean=None, var=None, eps=1e-5, dx_at=None,
 
 
 # ----------------------------------------------------------------------------------------------
+# adaptive and global average pooling (AP1), (AP2); dropout (DO1), (DO2)
+# ----------------------------------------------------------------------------------------------
+AP1 = "(AP1) y[n,c,i,j] = (1/|bin|) Σ_{h,w in bin (i,j)} x[n,c,h,w],  rows floor(i·H/Ho) ≤ h < ceil((i+1)·H/Ho)"
+AP2 = "(AP2) dx[n,c,h,w] = Σ_{bins (i,j) containing (h,w)} dy[n,c,i,j]/|bin (i,j)|"
+GAP1 = "(AP1) y[n,c] = (1/(H·W)) Σ_h Σ_w x[n,c,h,w]   (one bin: the whole plane)"
+GAP2 = "(AP2) dx[n,c,h,w] = dy[n,c]/(H·W)"
+
+
+def _bin(i: int, size: int, out: int) -> tuple:
+    """Rows (or columns) ``[floor(i·size/out), ceil((i+1)·size/out))`` of output position ``i`` (AP1)."""
+    return math.floor(i * size / out), math.ceil((i + 1) * size / out)
+
+
+def _adaptive_args(x, output_size):
+    x = _f64(x, "x")
+    _ndim(x, 4, "x", "(N, C, H, W)")
+    Ho, Wo = (output_size, output_size) if np.ndim(output_size) == 0 else tuple(output_size)
+    if not (int(Ho) >= 1 and int(Wo) >= 1):
+        raise ExplainError(f"'output_size' must be >= 1, got {output_size}", "output_size")
+    return x, int(Ho), int(Wo)
+
+
+def adaptive_avg_pool2d(x, output_size, at=None) -> Trace:
+    """Trace of (AP1) at ``y[at]``: the bin of input rows and columns that output averages."""
+    x, Ho, Wo = _adaptive_args(x, output_size)
+    n, c, i, j = at = _at(at, (x.shape[0], x.shape[1], Ho, Wo), "at", "the output y")
+    (h0, h1), (w0, w1) = _bin(i, x.shape[2], Ho), _bin(j, x.shape[3], Wo)
+    terms = [Term.product(Factor("x", (n, c, h, w), float(x[n, c, h, w]))) for h in range(h0, h1) for w in range(w0, w1)]
+    s, size = math.fsum(t.value for t in terms), len(terms)
+    target = f"y[{_idx(at)}]"
+    from . import ops
+
+    y = ops.adaptive_avg_pool2d(x, (Ho, Wo))
+    return Trace("adaptive_avg_pool2d", AP1, target, terms, s / size, "nptl.ops.adaptive_avg_pool2d", float(y[at]),
+                 combined="s", steps=[Step(target, f"s/{size}", f"{fmt(s)}/{size}", s / size)],
+                 notes=[f"bin ({i},{j}): rows {h0}..{h1 - 1} of {x.shape[2]}, columns {w0}..{w1 - 1} of {x.shape[3]}"],
+                 inputs={"x": x}, output=("y", y))
+
+
+def adaptive_avg_pool2d_backward(dy, x, output_size, at=None) -> Trace:
+    """Trace of (AP2) at ``dx[at]``: every bin containing that entry passes back ``dy/|bin|``."""
+    x, Ho, Wo = _adaptive_args(x, output_size)
+    dy = _f64(dy, "dy")
+    if dy.shape != (x.shape[0], x.shape[1], Ho, Wo):
+        raise ExplainError(f"'dy' must have the output's shape {(x.shape[0], x.shape[1], Ho, Wo)}, got {dy.shape}", "dy")
+    n, c, h, w = at = _at(at, x.shape, "at", "dx (the shape of x)")
+    terms = []
+    for i in range(Ho):
+        (h0, h1) = _bin(i, x.shape[2], Ho)
+        for j in range(Wo):
+            (w0, w1) = _bin(j, x.shape[3], Wo)
+            if h0 <= h < h1 and w0 <= w < w1:
+                size = (h1 - h0) * (w1 - w0)
+                g = float(dy[n, c, i, j])
+                terms.append(Term((Factor("dy", (n, c, i, j), g),), g / size, f"dy[{_idx((n, c, i, j))}]/{size}",
+                                  f"{_par(g)}/{size}"))
+    from . import ops
+
+    gx = ops.adaptive_avg_pool2d_backward(dy, x, (Ho, Wo))
+    return Trace("adaptive_avg_pool2d backward", AP2, f"dx[{_idx(at)}]", terms, math.fsum(t.value for t in terms),
+                 "nptl.ops.adaptive_avg_pool2d_backward", float(gx[at]),
+                 notes=[f"x[{_idx(at)}] lies in {len(terms)} bin(s) (neighbouring bins overlap by a row or column "
+                        "where the size does not divide evenly)"], inputs={"x": x, "dy": dy}, output=("dx", gx))
+
+
+def global_avg_pool2d(x, at=None) -> Trace:
+    """Trace of (AP1) with one bin per plane: ``y[n, c]`` is the mean of ``x[n, c]``."""
+    x = _f64(x, "x")
+    _ndim(x, 4, "x", "(N, C, H, W)")
+    n, c = at = _at(at, x.shape[:2], "at", "the output y")
+    terms = [Term.product(Factor("x", (n, c, h, w), float(x[n, c, h, w])))
+             for h in range(x.shape[2]) for w in range(x.shape[3])]
+    s, size = math.fsum(t.value for t in terms), x.shape[2] * x.shape[3]
+    from . import ops
+
+    y = ops.global_avg_pool2d(x)
+    return Trace("global_avg_pool2d", GAP1, f"y[{n},{c}]", terms, s / size, "nptl.ops.global_avg_pool2d", float(y[at]),
+                 combined="s", steps=[Step(f"y[{n},{c}]", f"s/{size}", f"{fmt(s)}/{size}", s / size)],
+                 inputs={"x": x}, output=("y", y))
+
+
+def global_avg_pool2d_backward(dy, x, at=None) -> Trace:
+    """Trace of (AP2) for the global mean: every position of the plane gets ``dy[n,c]/(H·W)``."""
+    x = _f64(x, "x")
+    _ndim(x, 4, "x", "(N, C, H, W)")
+    dy = _f64(dy, "dy")
+    if dy.shape != x.shape[:2]:
+        raise ExplainError(f"'dy' must have the output's shape {x.shape[:2]}, got {dy.shape}", "dy")
+    n, c, h, w = at = _at(at, x.shape, "at", "dx (the shape of x)")
+    size, g = x.shape[2] * x.shape[3], float(dy[n, c])
+    term = Term((Factor("dy", (n, c), g),), g / size, f"dy[{n},{c}]/{size}", f"{_par(g)}/{size}")
+    from . import ops
+
+    gx = ops.global_avg_pool2d_backward(dy, x)
+    return Trace("global_avg_pool2d backward", GAP2, f"dx[{_idx(at)}]", [term], term.value,
+                 "nptl.ops.global_avg_pool2d_backward", float(gx[at]), inputs={"x": x, "dy": dy}, output=("dx", gx))
+
+
+DO1 = "(DO1) y = x·keep/(1 − rate)   (keep from (DO3): a seeded mask, kept entries scaled so E[y] = x)"
+DO2 = "(DO2) dx = dy·keep/(1 − rate)"
+
+
+def _dropout_args(a, mask, rate, name):
+    a = _f64(a, name)
+    keep = np.asarray(mask)
+    if keep.shape != a.shape:
+        raise ExplainError(f"'mask' must have the shape of {name} {a.shape}, got {keep.shape}", "mask")
+    if not 0 <= float(rate) < 1:
+        raise ExplainError(f"'rate' must be in [0, 1), got {rate}", "rate")
+    return a, keep.astype(bool), float(rate)
+
+
+def _dropout_trace(op, formula, a, keep, rate, at, name, out, kernel, value, inputs, output):
+    at = _at(at, a.shape, "at", f"the output {out}" if out == "y" else f"{out} (the shape of {name})")
+    k, v = bool(keep[at]), float(a[at])
+    term = Term((Factor(name, at, v), Factor("keep", at, float(k))), v * k / (1 - rate),
+                f"{name}[{_idx(at)}]·keep[{_idx(at)}]/(1 − rate)", f"{_par(v)}·{int(k)}/(1 − {fmt(rate)})")
+    return Trace(op, formula, f"{out}[{_idx(at)}]", [term], term.value, kernel, float(value[at]),
+                 notes=["kept: scaled by 1/(1 − rate)" if k else "dropped: 0 (no gradient passes either)"],
+                 inputs=inputs, output=(output, value))
+
+
+def _dropout_mask(shape, rate, seed):
+    """The op's own seeded keep-mask (DO3), as the Dropout layer draws it."""
+    from . import ops
+
+    return ops.dropout_mask(shape, rate, seed)
+
+
+def dropout(x, mask, rate, at=None) -> Trace:
+    """Trace of (DO1) at ``y[at]``, with the boolean keep-``mask`` (e.g. ``ops.dropout_mask``)."""
+    x, keep, rate = _dropout_args(x, mask, rate, "x")
+    from . import ops
+
+    y = ops.dropout(x, keep, rate)
+    return _dropout_trace("dropout", DO1, x, keep, rate, at, "x", "y", "nptl.ops.dropout", y,
+                          {"x": x, "keep": keep.astype(np.float64)}, "y")
+
+
+def dropout_backward(dy, mask, rate, at=None) -> Trace:
+    """Trace of (DO2) at ``dx[at]``."""
+    dy, keep, rate = _dropout_args(dy, mask, rate, "dy")
+    from . import ops
+
+    gx = ops.dropout_backward(dy, keep, rate)
+    return _dropout_trace("dropout backward", DO2, dy, keep, rate, at, "dy", "dx", "nptl.ops.dropout_backward", gx,
+                          {"dy": dy, "keep": keep.astype(np.float64)}, "dx")
+
+
+# ----------------------------------------------------------------------------------------------
 # the op table behind ``nptl explain OP``: one entry per op
 # ----------------------------------------------------------------------------------------------
 def small_integers(rng: np.random.Generator, shape, low: int = -2, high: int = 3) -> np.ndarray:
@@ -1177,11 +1329,7 @@ def _ce_inputs(g, rng):
 
 #: registered ops (nptl.registry) that have no trace yet, with the reason; tests require every
 #: other registered op to have an entry in EXPLAINERS
-UNTRACED: dict[str, str] = {
-    "adaptive_avg_pool2d": "adaptive average pooling (AP1)-(AP2) is new; its trace follows it",
-    "global_avg_pool2d": "global average pooling (AP1)-(AP2) is new; its trace follows it",
-    "dropout": "dropout (DO1)-(DO3) is new; its trace follows it",
-}
+UNTRACED: dict[str, str] = {}
 
 EXPLAINERS: dict[str, Explainer] = {
     "conv2d": Explainer(
@@ -1217,6 +1365,24 @@ EXPLAINERS: dict[str, Explainer] = {
         lambda a, g, at: batch_norm(a["x"], a["gamma"], a["beta"], a.get("mean"), a.get("var"), at=at),
         lambda a, g, ats: batch_norm_backward(a["dy"], a["x"], a["gamma"], a.get("mean"), a.get("var"), 1e-5, *ats),
         lambda a, g: a["x"].shape, "dy", ("dx", "dgamma", "dbeta")),
+    "adaptive_avg_pool2d": Explainer(
+        "average pooling to a fixed output size with PyTorch's bins (AP1), (AP2)", (1, 1, 5, 5), ("x",), _pool_inputs,
+        lambda a, g, at: adaptive_avg_pool2d(a["x"], g["output_size"], at=at),
+        lambda a, g, ats: [adaptive_avg_pool2d_backward(a["dy"], a["x"], g["output_size"], at=ats[0])],
+        lambda a, g: a["x"].shape[:2] + ((g["output_size"],) * 2 if np.ndim(g["output_size"]) == 0
+                                         else tuple(g["output_size"])), "dy"),
+    "global_avg_pool2d": Explainer(
+        "the mean of every plane, (N, C, H, W) -> (N, C) (AP1), (AP2)", (1, 2, 3, 3), ("x",), _pool_inputs,
+        lambda a, g, at: global_avg_pool2d(a["x"], at=at),
+        lambda a, g, ats: [global_avg_pool2d_backward(a["dy"], a["x"], at=ats[0])],
+        lambda a, g: a["x"].shape[:2], "dy"),
+    "dropout": Explainer(
+        "inverted dropout with a seeded keep-mask (DO1)-(DO3)", (2, 4), ("x", "mask"),
+        lambda g, rng: {"x": small_integers(rng, g["shape"], -3, 4),
+                        "mask": _dropout_mask(g["shape"], g["rate"], int(rng.integers(2**31)))},
+        lambda a, g, at: dropout(a["x"], a["mask"], g["rate"], at=at),
+        lambda a, g, ats: [dropout_backward(a["dy"], a["mask"], g["rate"], at=ats[0])],
+        lambda a, g: a["x"].shape, "dy"),
     "relu": Explainer("(R1), (R2)", (2, 3), ("x",), _x_only, lambda a, g, at: relu(a["x"], at=at),
                       lambda a, g, ats: [relu_backward(a["dy"], a["x"], at=ats[0])],
                       lambda a, g: a["x"].shape, "dy"),
@@ -1422,6 +1588,8 @@ def add_arguments(p) -> None:
     g.add_argument("--filters", type=int, default=1, help="conv2d output channels")
     g.add_argument("--units", type=int, default=2, help="dense output features")
     g.add_argument("--stride", type=int, default=None, help="default 1 (conv2d), the window size (pooling)")
+    g.add_argument("--rate", type=float, default=0.5, help="dropout rate (default 0.5)")
+    g.add_argument("--output-size", type=_ints, default=(2,), help="adaptive_avg_pool2d output size: 2 or 2,3")
     g.add_argument("--padding", type=int, default=0, help="zero padding on each side (conv2d)")
     g.add_argument("--at", type=_ints, default=None, help="output element to expand (default: the middle one)")
     g.add_argument("--dx-at", "--dz-at", "--dp-at", dest="dx_at", type=_ints, default=None,
@@ -1486,7 +1654,10 @@ def _explain_op(args) -> str:
     kernel = args.kernel or ((3,) if args.target.startswith("conv") else (2,))
     kernel = kernel * 2 if len(kernel) == 1 else kernel
     geometry = {"shape": shape, "kernel": kernel, "filters": args.filters, "units": args.units,
-                "stride": args.stride, "padding": args.padding}
+                "stride": args.stride, "padding": args.padding, "rate": args.rate,
+                "output_size": args.output_size * 2 if len(args.output_size) == 1 else args.output_size}
+    if not 0 <= args.rate < 1:
+        raise ExplainError(f"--rate must be in [0, 1), got {args.rate}")
     for key in ("filters", "units", "stride"):
         if geometry[key] is not None and geometry[key] < 1:
             raise ExplainError(f"--{key} must be >= 1, got {geometry[key]}")
@@ -1517,7 +1688,7 @@ def _explain_op(args) -> str:
     title = f"nptl explain {args.target}: {ex.summary}"
     if args.format == "text" and args.backward:
         # the inputs of the backward traces (with dy) are shown once, first
-        traces[0].inputs = traces[-1].inputs
+        traces[0].inputs = {**traces[0].inputs, **traces[-1].inputs}
     return render(traces, args.format, title=title, max_terms=args.max_terms)
 
 

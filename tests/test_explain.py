@@ -246,6 +246,48 @@ def test_batch_norm_traces(shape, seed, running, data):
         _close(trace.total, grad[i])
 
 
+# -- adaptive and global average pooling, dropout ---------------------------------------------
+@given(N=st.integers(1, 2), C=st.integers(1, 2), H=st.integers(1, 7), W=st.integers(1, 7), data=st.data(), seed=seeds)
+def test_adaptive_and_global_average_pooling_traces(N, C, H, W, data, seed):
+    rng = np.random.default_rng(seed)
+    Ho, Wo = data.draw(st.integers(1, H)), data.draw(st.integers(1, W))
+    x, dy = rng.standard_normal((N, C, H, W)), rng.standard_normal((N, C, Ho, Wo))
+    n, c, i, j = at = _any_index(data.draw, (N, C, Ho, Wo))
+    def meets(i, size, out):  # the pixels [h, h+1) that meet the interval [i·size/out, (i+1)·size/out)
+        return [h for h in range(size) if h * out < (i + 1) * size and (h + 1) * out > i * size]
+
+    t = explain.adaptive_avg_pool2d(x, (Ho, Wo), at=at)
+    assert t.indices("x") == [(n, c, h, w) for h in meets(i, H, Ho) for w in meets(j, W, Wo)]
+    assert t.matches
+    _close(t.total, ref.adaptive_avg_pool2d(x, (Ho, Wo))[at])
+    dx_at = _any_index(data.draw, x.shape)
+    tb = explain.adaptive_avg_pool2d_backward(dy, x, (Ho, Wo), at=dx_at)
+    containing = [(dx_at[0], dx_at[1], a, b) for a in range(Ho) for b in range(Wo)
+                  if dx_at[2] in meets(a, H, Ho) and dx_at[3] in meets(b, W, Wo)]
+    assert sorted(tb.indices("dy")) == containing and tb.matches
+    _close(tb.total, ref.adaptive_avg_pool2d_backward(dy, x, (Ho, Wo))[dx_at])
+    g = explain.global_avg_pool2d(x, at=(n, c))
+    assert sorted(g.indices("x")) == sorted((n, c, h, w) for h in range(H) for w in range(W)) and g.matches
+    _close(g.total, ref.global_avg_pool2d(x)[n, c])
+    gb = explain.global_avg_pool2d_backward(dy[:, :, 0, 0], x, at=dx_at)
+    assert gb.indices("dy") == [dx_at[:2]] and gb.matches
+    _close(gb.total, ref.global_avg_pool2d_backward(dy[:, :, 0, 0], x)[dx_at])
+
+
+@given(shape=shapes, rate=st.floats(0, 0.9), seed=seeds, data=st.data())
+def test_dropout_traces(shape, rate, seed, data):
+    rng = np.random.default_rng(seed)
+    x, dy = rng.standard_normal(shape), rng.standard_normal(shape)
+    mask = ref.dropout_mask(shape, rate, seed % 1000)
+    at = _any_index(data.draw, shape)
+    t = explain.dropout(x, mask, rate, at=at)
+    assert t.indices("x") == [at] and t.indices("keep") == [at] and t.matches
+    _close(t.total, ref.dropout(x, mask, rate)[at])
+    tb = explain.dropout_backward(dy, mask, rate, at=at)
+    assert tb.matches
+    _close(tb.total, ref.dropout_backward(dy, mask, rate)[at])
+
+
 # -- the printed trace -------------------------------------------------------------------------
 def test_issue_example_prints_every_term_with_padding_as_zero():
     x = np.arange(16.0).reshape(1, 1, 4, 4)
@@ -299,7 +341,8 @@ def test_every_registered_op_has_a_trace_under_its_formula_labels():
             f"nptl.explain has no entry for the registered op {name!r}: add its trace functions and an "
             "Explainer to nptl.explain.EXPLAINERS (or, until then, the op and the reason to explain.UNTRACED)")
         ex = explain.EXPLAINERS[name]
-        g = {"shape": ex.default_shape, "kernel": (2, 2), "filters": 2, "units": 2, "stride": None, "padding": 0}
+        g = {"shape": ex.default_shape, "kernel": (2, 2), "filters": 2, "units": 2, "stride": None, "padding": 0,
+             "rate": 0.5, "output_size": (2, 2)}
         arrays = ex.inputs(g, rng)
         forward = ex.forward(arrays, g, None)
         assert forward.formula.startswith(f"({op.formulas[0]})"), (name, forward.formula)
