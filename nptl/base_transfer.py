@@ -44,13 +44,14 @@ def imagenet_normalize(x: np.ndarray) -> np.ndarray:
     return (x - mean) / std
 
 
-def transfer_model(base: str, num_classes: int, image_size: int, seed: int = 0, hidden: int = 256):
-    """``(model, base_layer_names)``: the base with a new head, built for ``image_size``²
-    RGB images; the base layers are the top-level ones the pretrained weights fill."""
+def transfer_model(base: str, num_classes: int, image_size, seed: int = 0, hidden: int = 256):
+    """``(model, base_layer_names)``: the base with a new head, built for RGB images of
+    ``image_size`` (``S`` or ``(H, W)``); the base layers are the top-level ones the pretrained
+    weights fill."""
     if base not in BASES:
         raise ValueError(f"unknown base {base!r}; expected one of {sorted(BASES)}")
     builder, _ = BASES[base]
-    shape = (3, image_size, image_size)
+    shape = (3,) + ((int(image_size),) * 2 if np.isscalar(image_size) else tuple(image_size))
     if base == "resnet18":
         model = builder(num_classes=num_classes, input_shape=shape, seed=seed)
         return model, [l.name for l in model.layers if l.name != "fc"]
@@ -81,14 +82,12 @@ def run_base_transfer(data, base: str = "resnet18", weights=None, epochs: int = 
     names, base, normalisation)."""
     x, y = imagenet_normalize(data.x_train), np.asarray(data.y_train)
     xt, yt = imagenet_normalize(data.x_test), np.asarray(data.y_test)
-    if x.shape[2] != x.shape[3]:
-        raise ValueError(f"expected square images, got {x.shape[2]}x{x.shape[3]}; pass --image-size")
     names = list(data.class_names)
-    model, base_layers = transfer_model(base, len(names), x.shape[2], seed=seed)
+    model, base_layers = transfer_model(base, len(names), x.shape[2:], seed=seed)
     loaded = "random initialisation (no --weights)" if weights is None else load_base_weights(model, weights, base_layers)
     log(f"base: {base} at {x.shape[2]}x{x.shape[3]}, weights: {loaded}")
     model.freeze(up_to=base_layers[-1])
-    result = {"base": base, "weights": None if weights is None else str(weights), "image_size": int(x.shape[2]),
+    result = {"base": base, "weights": None if weights is None else str(weights), "image_size": list(x.shape[2:]),
               "classes": names, "train_images": int(len(x)), "test_images": int(len(xt))}
     t0 = time.perf_counter()
     hist = fit(model, x, y, make_optimizer(optimizer, model, lr=lr), epochs=epochs, batch_size=batch_size,
@@ -115,3 +114,18 @@ def run_base_transfer(data, base: str = "resnet18", weights=None, epochs: int = 
         written = io.save(model, save, extra=extra)
         result["saved"] = str(written)
     return result
+
+
+def format_base_table(result: dict) -> str:
+    """The phases as a Markdown table."""
+    size = "x".join(map(str, result["image_size"]))
+    lines = [f"base {result['base']} at {size} (weights: {result['weights'] or 'random'}): "
+             f"{result['train_images']} train / {result['test_images']} test images, {len(result['classes'])} classes",
+             "", "| phase | test accuracy | macro F1 | seconds | base features |", "|---|---|---|---|---|"]
+    for phase in ("head", "finetune"):
+        if phase in result:
+            r = result[phase]
+            how = ("cached" if r.get("cached_features") else "recomputed") if phase == "head" else \
+                f"{', '.join(r['unfrozen'][:1])}{' ...' if len(r['unfrozen']) > 1 else ''} unfrozen"
+            lines.append(f"| {phase} | {r['test_accuracy']:.4f} | {r['macro_f1']:.4f} | {r['seconds']:.1f} | {how} |")
+    return "\n".join(lines)

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from ..common import (UsageError, add_data_option, add_image_options, add_output_options, add_plots_option,
-                      add_training_options, check_classes, class_list, default_data, load_data, log, output_dir,
-                      output_file, positive_int, write_json)
+                      add_training_options, check_classes, class_list, default_data, input_file, int_at_least,
+                      load_data, log, output_dir, output_file, positive_int, write_json)
 from .train import check_labels_per_class, save_interrupted
 
 ORDER = 10
@@ -17,7 +17,17 @@ def add_parser(subparsers):
                     "  scratch   random initialisation\n"
                     "  frozen    pretrained convolutional base frozen, new head trained\n"
                     "  finetune  the frozen arm, then conv3 unfrozen and fine-tuned at a 10x lower rate\n"
-                    "The labelled images are drawn --repeats times; results are means over the draws.")
+                    "The labelled images are drawn --repeats times; results are means over the draws.\n\n"
+                    "With --base resnet18|vgg16: transfer from that pretrained base instead (--weights, an\n"
+                    "nptl import-weights checkpoint or a .pth/.safetensors state dict): RGB images at\n"
+                    "--image-size (default 112) normalised with ImageNet's mean/std, a new head trained on\n"
+                    "the frozen base's features computed once, then --finetune-epochs of the top block\n"
+                    "(layer4 / VGG's last stage) if given.  The source/target options do not apply.")
+    p.add_argument("--base", choices=("resnet18", "vgg16"), default=None,
+                   help="transfer from this pretrained ImageNet base instead of the seed recipe")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="with --base: the base's weights (.npz from nptl import-weights, .pth, .pt or .safetensors); "
+                        "without it the base is randomly initialised")
     add_data_option(p)
     p.add_argument("--source-classes", type=class_list, default=[0, 1, 2, 3, 4], metavar="C,C,...",
                    help="classes to pretrain on")
@@ -29,8 +39,8 @@ def add_parser(subparsers):
     p.add_argument("--scratch-epochs", type=positive_int, default=60, metavar="N", help="epochs of the scratch arm")
     p.add_argument("--head-epochs", type=positive_int, default=60, metavar="N",
                    help="epochs of the frozen arm (new head on the frozen base)")
-    p.add_argument("--finetune-epochs", type=positive_int, default=30, metavar="N",
-                   help="epochs of fine-tuning after the frozen arm's head training")
+    p.add_argument("--finetune-epochs", type=int_at_least(0), default=None, metavar="N",
+                   help="epochs of fine-tuning after the frozen arm's head training (default: 30; with --base: 0)")
     p.add_argument("--repeats", type=positive_int, default=3, metavar="N",
                    help="draws of the labelled target images (results are means over the draws)")
     p.add_argument("--no-augment", action="store_true",
@@ -56,6 +66,12 @@ def run(args) -> int:
     from ...transfer import ARMS, format_table, run_transfer
     from ..progress import Console
 
+    if args.base:
+        return run_base(args)
+    if args.weights:
+        raise UsageError("--weights applies to --base (the seed recipe pretrains its own base)")
+    if args.finetune_epochs is None:
+        args.finetune_epochs = 30
     overlap = sorted(set(args.source_classes) & set(args.target_classes))
     if overlap:
         raise UsageError(f"--source-classes and --target-classes share class(es) {','.join(map(str, overlap))}")
@@ -107,4 +123,45 @@ def run(args) -> int:
             console.log(f"wrote {path}")
     if save_dir is not None:
         log(f"saved {', '.join(f'{n}.npz' for n in ('source',) + ARMS)} in {save_dir}")
+    return 0
+
+
+def run_base(args) -> int:
+    """``nptl transfer --base``: :func:`nptl.base_transfer.run_base_transfer` on ``--data``."""
+    import math
+    import os
+
+    from ...base_transfer import format_base_table, run_base_transfer
+    from ...datainfo import checkpoint_extra, data_info
+    from ...models import IMAGENET_MEAN, IMAGENET_STD
+    from ..progress import Console
+
+    weights = input_file(args.weights, "--weights") if args.weights else None
+    save_dir = output_dir(args.save, "--save") if args.save else None
+    json_path = output_file(args.json, "--json") if args.json else None
+    data_name = args.data or default_data()
+    data = load_data(data_name, args.seed, args.image_size, args.color, args.skip_bad_files,
+                     input_shape=(3, 112, 112))
+    if data.x_train.shape[1] != 3:
+        raise UsageError(f"--base {args.base} needs colour images (3 channels); --data {data_name} has "
+                         f"{data.x_train.shape[1]} (for an image folder pass --color rgb)")
+    names = list(data.class_names)
+    finetune = args.finetune_epochs or 0
+    if save_dir is not None:
+        os.makedirs(save_dir, exist_ok=True)
+    steps = math.ceil(len(data.x_train) / args.batch_size)
+    console = Console([("head", args.head_epochs, steps)] + ([("finetune", finetune, steps)] if finetune else []),
+                      quiet=args.quiet, verbose=args.verbose)
+    info = data_info(data_name, names, list(range(len(names))), data.x_train.shape[1:],
+                     normalization={"scale": 255, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)})
+    result = run_base_transfer(
+        data, args.base, weights, epochs=args.head_epochs, finetune_epochs=finetune, batch_size=args.batch_size,
+        lr=args.lr, optimizer=args.optimizer, seed=args.seed,
+        save=os.path.join(save_dir, f"{args.base}-transfer.npz") if save_dir is not None else None,
+        extra=checkpoint_extra(info, base=args.base), progress=console, log=console.log)
+    print(format_base_table(result))
+    if json_path:
+        write_json(json_path, result)
+    if save_dir is not None:
+        log(f"saved {result['saved']}")
     return 0
