@@ -21,11 +21,7 @@ from nptl.graph import Sequential  # noqa: E402
 from nptl.models import basic_block, resnet18, vgg16  # noqa: E402
 from nptl.torch_weights import import_torch, torch_keys  # noqa: E402
 from tests.torch_reference import (RESNET18_PARAMETERS, VGG16_PARAMETERS, BasicBlock, ResNet18,  # noqa: E402
-                                   VGG16, randomize)
-
-
-def relative_error(a, b):
-    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))) / np.max(np.abs(b)))
+                                   VGG16, randomize, relative_error)
 
 
 def nptl_shapes(model):

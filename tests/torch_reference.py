@@ -1,7 +1,10 @@
 """ResNet18 and VGG16 in plain ``torch.nn``, following torchvision's published definitions
 (``torchvision/models/resnet.py`` and ``vgg.py``) module for module, so that their state dict
 keys are torchvision's.  torchvision itself is not used: its wheel does not import next to the
-CPU torch used here.  Used by the equivalence tests, the CLI test and the benchmark peer."""
+CPU torch used here.  Used by the equivalence tests, the CLI test and the benchmark peer.
+
+``python -m tests.torch_reference`` prints the equivalence figures the README quotes (the
+tests check the same quantities against their tolerances)."""
 import numpy as np
 import torch
 from torch import nn
@@ -96,3 +99,56 @@ def randomize(net, seed=0):
 def state_dict_numpy(net):
     """The state dict as NumPy arrays (sharing memory with the tensors)."""
     return {k: v.detach().numpy() for k, v in net.state_dict().items()}
+
+
+def relative_error(a, b):
+    """Largest difference relative to the largest magnitude of the reference ``b``."""
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))) / np.max(np.abs(b)))
+
+
+def report():
+    from nptl.models import resnet18, vgg16
+    from nptl.torch_weights import import_torch, torch_keys
+
+    rng = np.random.default_rng(2)
+    for name, reference, build in (("resnet18", ResNet18, resnet18), ("vgg16", VGG16, vgg16)):
+        net = randomize(reference(), seed=0).eval()
+        model = build(input_shape=(3, 64, 64))
+        import_torch(model, net.state_dict())
+        x = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
+        with torch.no_grad():
+            expected = net(torch.from_numpy(x)).numpy()
+        print(f"{name}: eval logits, float32, batch 2 at 64x64: {relative_error(model.forward(x), expected):.1e}")
+        base = build(include_top=False, input_shape=(3, 224, 224))
+        for (_, a), (_, b) in zip(base.leaves(), model.leaves()):
+            a.params, a.buffers = b.params, b.buffers
+        x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
+        with torch.no_grad():
+            expected = net(torch.from_numpy(x)).numpy()
+        got = model.slice(len(base.layers)).forward(base.forward(x))
+        print(f"{name}: eval logits, float32, 1 image at 224x224: {relative_error(got, expected):.1e}")
+        del net, model, base
+    net = randomize(ResNet18(num_classes=10), seed=6).double().train()
+    model = resnet18(num_classes=10, input_shape=(3, 64, 64))
+    import_torch(model, net.state_dict())
+    model.astype(np.float64)
+    x = np.random.default_rng(7).standard_normal((2, 3, 64, 64))
+    r = np.random.default_rng(5).standard_normal((2, 10))
+    xt = torch.tensor(x, requires_grad=True)
+    out = net(xt)
+    (out * torch.from_numpy(r)).sum().backward()
+    y = model.forward(x, training=True)
+    dx = model.backward(r, input_grad=True)
+    print(f"resnet18: training-mode logits / dx, float64: {relative_error(y, out.detach().numpy()):.1e} / "
+          f"{relative_error(dx, xt.grad.numpy()):.1e}")
+    grads, state = {k: p.grad.numpy() for k, p in net.named_parameters()}, net.state_dict()
+    worst = max((relative_error(model[p].grads[k].T if t else model[p].grads[k], grads[key]), key)
+                for key, (p, k, t) in torch_keys(model).items() if k in model[p].params)
+    stats = max((relative_error(model[p].buffers[k], state[key].numpy()), key)
+                for key, (p, k, t) in torch_keys(model).items() if k in ("running_mean", "running_var"))
+    print(f"resnet18: worst of {len(grads)} parameter gradients, float64: {worst[0]:.1e} ({worst[1]}); "
+          f"worst running statistic: {stats[0]:.1e} ({stats[1]})")
+
+
+if __name__ == "__main__":
+    report()
