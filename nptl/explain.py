@@ -1487,7 +1487,8 @@ class ModelWalk:
             mark += "  <- label" if self.label is not None and k == self.label else ""
             out.append(f"  {k:>3} {str(self.class_names[k]):<14} {self.probabilities[k]:.4f}{mark}")
         if self.backward:
-            out += ["", f"backward from the cross-entropy loss L = {self.loss:.4f} against class {self.label}:",
+            out += ["", f"backward from the cross-entropy loss L = {self.loss:.4f} against class {self.label} "
+                        "(forward in training mode, as in a training step on this one image):",
                     "‖∂L/∂output‖ is the norm of the gradient reaching each layer's output"]
             out.append("skipped (nothing below them trains): " + (", ".join(self.skipped) or "none"))
         return "\n".join(out) + "\n"
@@ -1523,16 +1524,31 @@ def walk(model, image, label=None, class_names=None, backward: bool = False, tit
     ``label`` the way :meth:`~nptl.graph.Sequential.backward` does — down to the lowest layer
     that trains — and record the gradient norm reaching every layer and its parameter gradient
     norms; the layers below the lowest trainable one are skipped, as in training.
-    The model's gradients are zeroed before and after, so nothing it holds changes.
+    The model's gradients are zeroed before and after and the state a training-mode forward
+    changes (BatchNorm running statistics, dropout call counts) is put back: nothing it holds changes.
     """
-    from . import ops
-
-    x = np.asarray(image)[None]
     if backward and label is None:
         raise ExplainError("backward needs the image's label", "label")
+    saved = [(leaf, leaf.state()) for _, leaf in model.leaves()]   # running statistics, dropout calls
+    try:
+        return _walk(model, np.asarray(image)[None], label, class_names, backward, title)
+    finally:
+        for leaf, state in saved:
+            leaf.set_state(state)
+
+
+def _walk(model, x, label, class_names, backward, title) -> ModelWalk:
+    from . import ops
+
     records = []
     for layer in model.layers:
-        x = layer.forward(x, training=backward)
+        try:
+            x = layer.forward(x, training=backward)
+        except ValueError as err:
+            if not backward:
+                raise
+            raise ExplainError(f"{err} (backward runs the forward pass in training mode, as a training step "
+                               "does, on this one image)") from None
         records.append(LayerRecord(layer.name, type(layer).__name__, tuple(x.shape[1:]), float(x.min()),
                                    float(x.max()), float(x.mean()), _status(layer)))
     logits = x.astype(np.float64)

@@ -154,3 +154,23 @@ def test_walk_from_the_command_line(small_idx, tmp_path, capsys):
     assert len(d["layers"]) == 12 and sum(d["probabilities"].values()) == pytest.approx(1.0)
     assert main(["explain", str(tmp_path / "m.npz"), "--data", str(small_idx), "--image", "30"]) == 2
     assert "--image 30 is outside the 30 test images" in capsys.readouterr().err
+
+
+def test_walk_backward_leaves_batch_norm_and_dropout_state_as_found():
+    from nptl import Sequential
+    from nptl.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, ReLU
+
+    model = Sequential([Conv2D(4, 3), BatchNorm2D(), ReLU(), Dropout(0.5), Flatten(), Dense(3)],
+                       input_shape=(1, 6, 6), seed=0)
+    before = [(leaf.name, leaf.state()) for _, leaf in model.leaves()]
+    image = np.random.default_rng(0).random((1, 6, 6)).astype(np.float32)
+    w = explain.walk(model, image, label=1, backward=True)
+    assert not w.skipped and all(r.grad_norm is not None for r in w.layers)
+    for (name, state), (_, leaf) in zip(before, model.leaves()):
+        after = leaf.state()
+        assert state.keys() == after.keys() and all(np.array_equal(state[k], after[k]) for k in state), name
+    # a batch of one image with 1x1 maps has no batch statistics: one clear error, state still restored
+    model = Sequential([Conv2D(2, 6), BatchNorm2D(), Flatten(), Dense(2)], input_shape=(1, 6, 6), seed=0)
+    with pytest.raises(explain.ExplainError, match="training mode"):
+        explain.walk(model, image, label=0, backward=True)
+    assert np.array_equal(model.layers[1].buffers["running_mean"], np.zeros(2))
