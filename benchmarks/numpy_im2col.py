@@ -97,3 +97,78 @@ def dense(x, w, b):
 
 def dense_backward(dy, x, w):
     return dy @ w.T, x.T @ dy, dy.sum(axis=0)
+
+
+# -- the layers family: whole-array NumPy (no im2col involved), same signatures as nptl.ops ------
+def _channel_axes(x):
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _per_channel(v, x):
+    return v.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def batch_norm(x, gamma, beta, mean=None, var=None, eps=1e-5):
+    axes = _channel_axes(x)
+    if mean is None:
+        mean, var = x.mean(axis=axes), x.var(axis=axes)
+    s = 1 / np.sqrt(var + eps)
+    return (x - _per_channel(mean, x)) * _per_channel(gamma * s, x) + _per_channel(beta, x)
+
+
+def batch_norm_backward(dy, x, gamma, mean=None, var=None, eps=1e-5):
+    axes = _channel_axes(x)
+    batch = mean is None
+    if batch:
+        mean, var = x.mean(axis=axes), x.var(axis=axes)
+    s = 1 / np.sqrt(var + eps)
+    xhat = (x - _per_channel(mean, x)) * _per_channel(s, x)
+    dbeta, dgamma = dy.sum(axis=axes), (dy * xhat).sum(axis=axes)
+    if not batch:
+        return dy * _per_channel(gamma * s, x), dgamma, dbeta
+    M = x.size // x.shape[1]
+    dx = _per_channel(gamma * s / M, x) * (M * dy - _per_channel(dbeta, x) - xhat * _per_channel(dgamma, x))
+    return dx, dgamma, dbeta
+
+
+def global_avg_pool2d(x):
+    return x.mean(axis=(2, 3), dtype=x.dtype)
+
+
+def global_avg_pool2d_backward(dy, x):
+    return np.broadcast_to((dy / (x.shape[2] * x.shape[3]))[:, :, None, None], x.shape).copy()
+
+
+def _bins(size, out):
+    return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
+
+
+def adaptive_avg_pool2d(x, output_size):
+    Ho, Wo = (output_size, output_size) if np.ndim(output_size) == 0 else output_size
+    y = np.empty(x.shape[:2] + (Ho, Wo), x.dtype)
+    for i, (h0, h1) in enumerate(_bins(x.shape[2], Ho)):
+        for j, (w0, w1) in enumerate(_bins(x.shape[3], Wo)):
+            y[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    return y
+
+
+def adaptive_avg_pool2d_backward(dy, x, output_size):
+    Ho, Wo = dy.shape[2:]
+    dx = np.zeros_like(x)
+    for i, (h0, h1) in enumerate(_bins(x.shape[2], Ho)):
+        for j, (w0, w1) in enumerate(_bins(x.shape[3], Wo)):
+            dx[:, :, h0:h1, w0:w1] += (dy[:, :, i, j] / ((h1 - h0) * (w1 - w0)))[:, :, None, None]
+    return dx
+
+
+def dropout_mask(shape, rate, seed, call=0):
+    """NumPy's own generator (not nptl's SplitMix64 stream): the baseline for drawing a mask."""
+    return np.random.default_rng([seed, call]).random(shape, dtype=np.float32) >= rate
+
+
+def dropout(x, mask, rate):
+    return np.where(mask, x * x.dtype.type(1 / (1 - rate)), x.dtype.type(0))
+
+
+def dropout_backward(dy, mask, rate):
+    return dropout(dy, mask, rate)

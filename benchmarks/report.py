@@ -171,6 +171,17 @@ def kernel_table(rows, family):
     return table(header, body)
 
 
+def layers_table(rows):
+    header = ["shape", "pass", "nptl ms", "GB/s", "torch ms", "torch GB/s", "vs torch", "numpy ms", "vs numpy",
+              "ref ms", "vs ref"]
+    body = [[f"{r['name']}: {r['op']} {'×'.join(map(str, r['shape']['x']))}", PASS[r["pass"]],
+             ms(r["nptl_seconds"]), num(r.get("nptl_gbytes_per_s"), "{:.1f}"), ms(r["torch_seconds"]),
+             num(r.get("torch_gbytes_per_s"), "{:.1f}"), ratio(r["speed_vs_torch"]),
+             ms(r["numpy_seconds"]), ratio(r["speed_vs_numpy"]), ms(r["reference_seconds"]),
+             ratio(r["speed_vs_reference"])] for r in rows]
+    return table(header, body)
+
+
 def models_table(rows):
     header = ["model", "batch", "nptl train img/s", "torch train img/s", "vs torch",
               "nptl frozen img/s", "torch frozen img/s", "nptl infer img/s", "torch infer img/s",
@@ -219,6 +230,7 @@ def scaling_table(rows):
 
 
 TITLES = {"conv2d": "conv2d", "pool2d": "pool2d (max and avg)", "dense": "dense",
+          "layers": "BatchNorm, global/adaptive average pooling, dropout (float32, GB/s)",
           "models": "Seed CNN training and inference",
           "deep": "ResNet18 and VGG16: images/s and peak memory (each side in its own process)", "compile": "Start-up and JIT compilation",
           "scaling": "Scaling: seed-cnn-2 conv2d by batch and threads",
@@ -260,7 +272,7 @@ def markdown(results):
     if not env["nptl_available"]:
         out += ["", f"**nptl columns skipped: nptl is not importable ({env['nptl_error']}).**"]
     renderers = {"conv2d": lambda r: kernel_table(r, "conv2d"), "pool2d": lambda r: kernel_table(r, "pool2d"),
-                 "dense": lambda r: kernel_table(r, "dense"), "models": models_table,
+                 "dense": lambda r: kernel_table(r, "dense"), "layers": layers_table, "models": models_table,
                  "compile": compile_table, "scaling": scaling_table,
                  "caching": lambda r: _caching_table(r), "deep": _deep_table}
     for fam, res in results["families"].items():
@@ -277,7 +289,7 @@ def markdown(results):
                               if v})
         if ref_batches:
             notes.append(f"ref ms: measured on batch {', '.join(map(str, ref_batches))}, scaled per image.")
-        if fam in ("conv2d", "pool2d", "dense"):
+        if fam in ("conv2d", "pool2d", "dense", "layers"):
             notes += summary_notes(res["rows"])
         if fam == "models":
             r0 = res["rows"][0]

@@ -29,8 +29,12 @@ def quick_dense(s):
     return dict(s, N=min(s["N"], 16))
 
 
+def quick_layer(s):
+    return dict(s, x=[min(s["x"][0], 4), max(1, s["x"][1] // 4)] + s["x"][2:])
+
+
 def shapes_for(family, quick):
-    shrink = {"conv2d": quick_conv, "pool2d": quick_pool, "dense": quick_dense}.get(family)
+    shrink = {"conv2d": quick_conv, "pool2d": quick_pool, "dense": quick_dense, "layers": quick_layer}.get(family)
     shapes = load_shapes()[family]
     return [shrink(s) for s in shapes] if quick and shrink else shapes
 

@@ -8,6 +8,8 @@ task kinds (same geometry and FLOP definitions as the nptl side, float32, NCHW):
     {"kind": "conv2d", N C H W F K stride padding}      -> fwd, fwdbwd (autograd dx and dw, db)
     {"kind": "pool2d", "op": "max"|"avg", N C H W size stride}  -> fwd, fwdbwd
     {"kind": "dense", N in out}                          -> fwd, fwdbwd
+    {"kind": "layer", "op": "batch_norm"|"global_avg_pool2d"|"adaptive_avg_pool2d"|"dropout",
+     "x": shape, "output_size", "rate"}                  -> fwd, fwdbwd
     {"kind": "model", "input": [C,H,W], "batch", "optimizer": "sgd"|"adam", "lr", "steps"}
         -> train (all trainable), train_frozen (conv base frozen), inference; per-phase medians
 Output: {"ok": true, "env": {...}, "results": [one dict per task, or {"error": ...}]}.
@@ -106,6 +108,21 @@ def _dense(torch, t, spec):
     return _fwd_bwd(torch, spec, F.linear, [x, w, b])
 
 
+def _layer(torch, t, spec):
+    F = torch.nn.functional
+    x = torch.randn(*t["x"])
+    if t["op"] == "batch_norm":
+        C = t["x"][1]
+        fwd = lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True)  # noqa: E731
+        return _fwd_bwd(torch, spec, fwd, [x, torch.randn(C), torch.randn(C)])
+    forwards = {
+        "global_avg_pool2d": lambda x: F.adaptive_avg_pool2d(x, 1).flatten(1),
+        "adaptive_avg_pool2d": lambda x: F.adaptive_avg_pool2d(x, t.get("output_size")),
+        "dropout": lambda x: F.dropout(x, t.get("rate", 0.5), training=True),   # draws its mask
+    }
+    return _fwd_bwd(torch, spec, forwards[t["op"]], [x])
+
+
 def seed_cnn(torch, input_shape, num_classes=10):
     """Conv32-ReLU-MaxPool2-Conv64-ReLU-MaxPool2-Conv64-ReLU-Flatten-Dense64-ReLU-Dense10."""
     nn = torch.nn
@@ -159,7 +176,7 @@ def _model(torch, t, spec):
     return out
 
 
-KINDS = {"gemm": _gemm, "conv2d": _conv2d, "pool2d": _pool2d, "dense": _dense, "model": _model}
+KINDS = {"gemm": _gemm, "conv2d": _conv2d, "pool2d": _pool2d, "dense": _dense, "layer": _layer, "model": _model}
 
 
 def main():

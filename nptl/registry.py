@@ -249,6 +249,13 @@ def _register_builtin_ops() -> None:
                  "norm.batch_norm_backward_input", "norm.batch_norm_backward_weight"),
         arg_names=("x", "gamma", "beta", "mean", "var"), grad_args=("x", "gamma", "beta"),
         cases="batch_norm_cases",
+        branches=(
+            Branch("maps: (n, c) planes", "L = H·W > 1", ((2, 3, 4, 5), (3,), (3,), None, None), {},
+                   lambda s, p: len(s[0]) == 4 and s[0][2] * s[0][3] > 1),
+            Branch("features: rows inner, channel blocks", "L = 1 ((N, C), or 1×1 maps)",
+                   ((5, 300), (300,), (300,), None, None), {},
+                   lambda s, p: len(s[0]) == 2 or s[0][2] * s[0][3] == 1),
+        ),
         torch=lambda F, x, gamma, beta, mean, var: F.batch_norm(x, mean, var, gamma, beta, training=mean is None,
                                                                 eps=1e-5),
     ))
@@ -259,6 +266,12 @@ def _register_builtin_ops() -> None:
         reference=(ref.adaptive_avg_pool2d, ref.adaptive_avg_pool2d_backward),
         kernels=("pool.adaptive_avg_pool2d_forward", "pool.adaptive_avg_pool2d_backward"),
         arg_names=("x",), cases="adaptive_pool2d_cases",
+        branches=(
+            Branch("1×1 output: one sum per plane", "Ho == Wo == 1", ((2, 3, 5, 4),), dict(output_size=(1, 1)),
+                   lambda s, p: tuple(p["output_size"]) == (1, 1)),
+            Branch("bins", "otherwise", ((2, 3, 9, 7),), dict(output_size=(4, 3)),
+                   lambda s, p: tuple(p["output_size"]) != (1, 1)),
+        ),
         torch=lambda F, x, output_size: F.adaptive_avg_pool2d(x, output_size),
     ))
     register(Op(

@@ -13,11 +13,17 @@ evaluated in the coefficient form
                                          c_c = −γ_c·s_c·dβ_c/M,   s_c = 1/√(σ²_c + ε)
 
 which is (BN4) with ``x̂ = (x − μ)·s`` expanded; inference mode (BN5) is ``dx = a_c·dy``.
+
+Two loop orders (the registry lists both as fast-path branches): maps (``L > 1``) go plane by
+plane, each ``(n, c)`` plane contiguous; features (``L = 1``) go row by row, each row of ``C``
+features contiguous, the channel sums split into blocks of ``FEATURE_BLOCK`` channels.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange, uintp
+
+FEATURE_BLOCK = 256   # channels per thread task when L = 1
 
 
 @njit(cache=True, parallel=True)
@@ -28,6 +34,24 @@ def batch_norm_stats(x):
     var = np.empty(C, dtype=np.float64)
     xs = x.reshape(-1)
     M = N * L
+    if L == 1:  # features: rows inner, contiguous
+        for blk in prange((C + FEATURE_BLOCK - 1) // FEATURE_BLOCK):
+            c0 = blk * FEATURE_BLOCK
+            c1 = min(C, c0 + FEATURE_BLOCK)
+            s = np.zeros(c1 - c0)
+            for n in range(N):
+                for c in range(c0, c1):
+                    s[c - c0] += xs[uintp(n * C + c)]
+            for c in range(c0, c1):
+                mean[c] = s[c - c0] / M
+            q = np.zeros(c1 - c0)
+            for n in range(N):
+                for c in range(c0, c1):
+                    d = xs[uintp(n * C + c)] - mean[c]
+                    q[c - c0] += d * d
+            for c in range(c0, c1):
+                var[c] = q[c - c0] / M
+        return mean, var
     for c in prange(C):
         s = 0.0
         for n in range(N):
@@ -55,6 +79,11 @@ def channel_affine(x, center, scale, offset):
     y = np.empty_like(x)
     xs = x.reshape(-1)
     ys = y.reshape(-1)
+    if L == 1:  # features: one row per task, vectorised over channels
+        for n in prange(N):
+            for c in range(C):
+                ys[uintp(n * C + c)] = (xs[uintp(n * C + c)] - center[c]) * scale[c] + offset[c]
+        return y
     for nc in prange(N * C):
         c = nc % C
         m, s, o = center[c], scale[c], offset[c]
@@ -73,6 +102,21 @@ def batch_norm_backward_weight(dy, x, mean, invstd):
     dbeta = np.empty(C, dtype=np.float64)
     xs = x.reshape(-1)
     dys = dy.reshape(-1)
+    if L == 1:  # features: rows inner, contiguous
+        for blk in prange((C + FEATURE_BLOCK - 1) // FEATURE_BLOCK):
+            c0 = blk * FEATURE_BLOCK
+            c1 = min(C, c0 + FEATURE_BLOCK)
+            s1 = np.zeros(c1 - c0)
+            s2 = np.zeros(c1 - c0)
+            for n in range(N):
+                for c in range(c0, c1):
+                    g = dys[uintp(n * C + c)]
+                    s1[c - c0] += g
+                    s2[c - c0] += g * (xs[uintp(n * C + c)] - mean[c])
+            for c in range(c0, c1):
+                dgamma[c] = s2[c - c0] * invstd[c]
+                dbeta[c] = s1[c - c0]
+        return dgamma, dbeta
     for c in prange(C):
         mu = mean[c]
         s1 = 0.0
@@ -89,16 +133,22 @@ def batch_norm_backward_weight(dy, x, mean, invstd):
 
 
 @njit(cache=True, parallel=True)
-def batch_norm_backward_input(dy, x, mean, a, b, c):
+def batch_norm_backward_input(dy, x, mean, a, b, c_):
     """(BN4) in coefficient form: ``dx = a_c·dy + b_c·(x − μ_c) + c_c`` (module docstring)."""
     N, C, L = x.shape
     dx = np.empty_like(x)
     xs = x.reshape(-1)
     dys = dy.reshape(-1)
     dxs = dx.reshape(-1)
+    if L == 1:  # features: one row per task, vectorised over channels
+        for n in prange(N):
+            for c in range(C):
+                k = uintp(n * C + c)
+                dxs[k] = a[c] * dys[k] + b[c] * (xs[k] - mean[c]) + c_[c]
+        return dx
     for nc in prange(N * C):
         ch = nc % C
-        m, ac, bc, cc = mean[ch], a[ch], b[ch], c[ch]
+        m, ac, bc, cc = mean[ch], a[ch], b[ch], c_[ch]
         base = nc * L
         for k in range(L):
             dxs[uintp(base + k)] = ac * dys[uintp(base + k)] + bc * (xs[uintp(base + k)] - m) + cc

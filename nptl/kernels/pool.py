@@ -2,8 +2,10 @@
 
 Same formulas as :mod:`nptl.kernels.reference`: (P1) max, (P2) its gradient routed to the
 first maximum of each window in row-major order (as PyTorch does), (A1) average, (A2) its
-gradient spread evenly.  Max pooling also returns the flat index ``h·W + w`` of each window's
-maximum so a layer can route the gradient without searching again.
+gradient spread evenly, (AP1)/(AP2) adaptive average pooling over PyTorch's bins (global
+average pooling is its 1×1 case, with a branch of its own).  Max pooling also returns the flat
+index ``h·W + w`` of each window's maximum so a layer can route the gradient without searching
+again.
 
 The loops index flat views with ``uintp`` offsets: Numba adds a negative-index wraparound
 branch to every signed index, which blocks vectorisation and costs ~3x here.
@@ -178,10 +180,17 @@ def adaptive_avg_pool2d_forward(x, Ho, Wo):
     ``x``'s dtype, then divided by the bin's size)."""
     N, C, H, W = x.shape
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
-    hs, he = _adaptive_bins(H, Ho)
-    ws, we = _adaptive_bins(W, Wo)
     xs = x.reshape(-1)
     ys = y.reshape(-1)
+    if Ho == 1 and Wo == 1:  # global average: one contiguous sum per plane
+        for nc in prange(N * C):
+            acc = x.dtype.type(0.0)
+            for k in range(H * W):
+                acc += xs[uintp(nc * H * W + k)]
+            ys[uintp(nc)] = acc / x.dtype.type(H * W)
+        return y
+    hs, he = _adaptive_bins(H, Ho)
+    ws, we = _adaptive_bins(W, Wo)
     for nc in prange(N * C):
         xb = nc * H * W
         yb = nc * Ho * Wo
