@@ -389,3 +389,23 @@ def test_ctrl_c_from_the_terminal(colour_folder, tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert "interrupted: saved the model after epoch" in err and f"to {tmp_path / 'm.npz'}" in err
     assert sorted(os.listdir(tmp_path)) == ["m.npz"]
+
+
+def test_readme_colour_folder_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's worked image-folder example, as written (fewer images and epochs)."""
+    import re
+    import shlex
+
+    text = open(os.path.join(ROOT, "README.md")).read()
+    snippet = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if '"shapes"' in b)
+    commands = next(b for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S) if "--data shapes" in b)
+    monkeypatch.chdir(tmp_path)
+    assert "n_per_class=400" in snippet
+    exec(compile(snippet.replace("n_per_class=400", "n_per_class=12"), "README.md", "exec"), {})
+    fast = ["--epochs", "1", "--scratch-epochs", "1", "--head-epochs", "1", "--finetune-epochs", "1", "--repeats", "1"]
+    for line in commands.strip().splitlines():
+        argv = shlex.split(line)
+        assert argv[0] == "nptl"
+        assert main(argv[1:] + (fast if argv[1] == "transfer" else [])) == 0, line
+    out, err = capsys.readouterr()
+    assert "of shape (3, 32, 32), 10 classes" in err and "x-cross" in out and "shapes/ring/" in out

@@ -5,7 +5,7 @@ import re
 
 def test_readme_python_example_runs(capsys):
     text = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", text.split("\n## In Python\n", 1)[-1], flags=re.S)
     assert blocks, "README has no python example"
     exec(compile(blocks[0], "README.md", "exec"), {})
     out = capsys.readouterr().out

@@ -250,7 +250,8 @@ def check_classes(flag: str, classes, data, data_name: str) -> None:
 
 def add_training_options(parser, epochs: int | None = None) -> None:
     """Options shared by the commands that train: seed, batch size, learning rate, optimizer."""
-    parser.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling, draws and augmentation")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for initialisation, shuffling, draws and augmentation")
     parser.add_argument("--batch-size", type=positive_int, default=64, metavar="N", help="mini-batch size")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate")
     parser.add_argument("--optimizer", default="adam", choices=["sgd", "momentum", "nesterov", "adam", "adamw"],
@@ -259,7 +260,8 @@ def add_training_options(parser, epochs: int | None = None) -> None:
 
 def add_plots_option(parser) -> None:
     parser.add_argument("--plots", default=None, metavar="DIR",
-                        help="write PNG figures here: curves, confusion matrix, filters, feature maps (needs matplotlib)")
+                        help="write PNG figures here: curves, confusion matrix, filters, feature maps "
+                             "(needs matplotlib)")
 
 
 def add_output_options(parser) -> None:

@@ -8,9 +8,10 @@
 - otherwise (a pipe or a file): one plain line when each ``fit`` call ends, no ``\\r`` updates;
 - with ``verbose``: also one line per epoch; with ``quiet``: nothing.
 
-The ETA uses the measured seconds per mini-batch of each kind of phase (the first word of its
-description: ``source``, ``scratch``, ``frozen``, ``finetune``, ...), and the mean over all
-phases so far for a kind not yet seen.
+The ETA counts the work in training images (epochs x images per epoch: phases differ in batch
+size, not much in seconds per image) and uses the measured seconds per image of each kind of
+phase (its label's last word: ``source``, ``scratch``, ``frozen``, ``finetune``, ...), or the mean
+over the phases so far for a kind not yet seen.
 
 It also keeps a copy of the weights after the last completed epoch of the current phase
 (:meth:`last_completed`), which the commands save when interrupted.
@@ -31,18 +32,18 @@ def _clock(seconds: float) -> str:
 
 
 class Console(Progress):
-    """``plan``: ``[(label, epochs, steps_per_epoch), ...]`` of the ``fit`` calls to come, in order
+    """``plan``: ``[(label, epochs, images_per_epoch), ...]`` of the ``fit`` calls to come, in order
     (``label`` is what the display calls it); calls beyond the plan are shown by their ``desc``,
     without an ETA."""
 
     def __init__(self, plan, quiet: bool = False, verbose: bool = False, stream=None, tty: bool | None = None):
-        self.plan = [(label, epochs * steps) for label, epochs, steps in plan]
+        self.plan = [(label, epochs * images) for label, epochs, images in plan]
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.quiet, self.verbose = quiet, verbose
         self.index = -1                 # position in the plan of the current fit call
-        self.done_steps = [0] * len(self.plan)
-        self.rate = {}                  # seconds per mini-batch, by kind
+        self.done = [0.0] * len(self.plan)  # training images seen, per fit call
+        self.rate = {}                  # seconds per training image, by kind
         self.model = self.weights = None
         self.completed_epochs = 0
         self.bar = None
@@ -50,9 +51,8 @@ class Console(Progress):
 
     # -- the plan and the ETA ----------------------------------------------------------------------
     @staticmethod
-    def _kind(desc: str) -> str:
-        words = desc.split()
-        return next((w for w in words if not any(ch.isdigit() for ch in w) and w != "draw"), desc.strip())
+    def _kind(label: str) -> str:
+        return label.split()[-1] if label.split() else label
 
     def _eta(self) -> tuple[float, float] | None:
         """(fraction of the run done, seconds left), or None beyond the plan."""
@@ -64,17 +64,18 @@ class Console(Progress):
             return None
         fallback = sum(known) / len(known)
         left = 0.0
-        for i, (desc, total) in enumerate(self.plan):
-            remaining = total - self.done_steps[i]
+        for i, (label, total) in enumerate(self.plan):
+            remaining = total - self.done[i]
             if remaining > 0:
-                rate = elapsed_rate if i == self.index and elapsed_rate else self.rate.get(self._kind(desc), fallback)
+                rate = elapsed_rate if i == self.index and elapsed_rate else self.rate.get(self._kind(label), fallback)
                 left += remaining * rate
         elapsed = time.perf_counter() - self.started
         return elapsed / (elapsed + left), left
 
     def _rate_now(self) -> float | None:
-        steps = self.done_steps[self.index] if 0 <= self.index < len(self.plan) else self.steps_here
-        return (time.perf_counter() - self.t0) / steps if steps else None
+        """Seconds per training image in the current phase so far."""
+        seen = self.done[self.index] if 0 <= self.index < len(self.plan) else 0
+        return (time.perf_counter() - self.t0) / seen if seen else None
 
     def _where(self) -> str:
         eta = self._eta()
@@ -85,23 +86,22 @@ class Console(Progress):
         self.index += 1
         self.model, self.weights, self.completed_epochs = model, None, 0
         self.epochs, self.steps = epochs, steps
-        self.steps_here, self.t0 = 0, time.perf_counter()
+        self.t0 = time.perf_counter()
         self.started = self.started or self.t0
         if self.index < len(self.plan):
-            self.desc = self.plan[self.index][0]
-            self.plan[self.index] = (self.desc, epochs * steps)  # the real figures replace the estimate
+            self.desc, total = self.plan[self.index]
+            self.per_step = total / (epochs * steps)
         else:
             self.desc = desc.strip() or "train"
         if self.tty and not self.quiet:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=epochs * steps, desc=self.desc, file=self.stream, leave=True, unit="batch",
-                            dynamic_ncols=True, bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} batches{postfix}")
+            self.bar = tqdm(total=epochs * steps, desc=self.desc, file=self.stream, leave=True, dynamic_ncols=True,
+                            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} batches{postfix}")
 
     def step(self, epoch, step, loss, accuracy):
-        self.steps_here += 1
         if self.index < len(self.plan):
-            self.done_steps[self.index] += 1
+            self.done[self.index] += self.per_step
         if self.bar is not None:
             where = self._where()
             self.bar.set_postfix_str(f"epoch {epoch}/{self.epochs} loss {loss:.4f} acc {accuracy:.4f}"
@@ -118,8 +118,9 @@ class Console(Progress):
             self._line(msg + f" ({logs['seconds']:.1f}s)")
 
     def end(self, history):
-        if self.steps_here:
-            self.rate[self._kind(self.desc)] = (time.perf_counter() - self.t0) / self.steps_here
+        rate = self._rate_now()
+        if rate:
+            self.rate[self._kind(self.desc)] = rate
         if self.bar is not None:
             self.bar.close()
             self.bar = None

@@ -87,7 +87,9 @@ def image_files(paths: Sequence[str | os.PathLike], log=None) -> list[Path]:
 
 def _report_ignored(ignored: list, log) -> None:
     if ignored and log is not None:
-        shown = ", ".join(str(p) for p in ignored[:5]) + (f", ... ({len(ignored) - 5} more)" if len(ignored) > 5 else "")
+        shown = ", ".join(str(p) for p in ignored[:5])
+        if len(ignored) > 5:
+            shown += f", ... ({len(ignored) - 5} more)"
         log(f"ignored {len(ignored)} file(s) that are not {'/'.join(e[1:] for e in IMAGE_EXTENSIONS)} images: {shown}")
 
 

@@ -49,7 +49,8 @@ def choose_classes(ckpt, data, data_name: str, classes, force: bool) -> tuple[li
     outputs = ckpt.model.output_shape()[-1]
     if classes is not None:
         ids = list(classes)
-    elif info is not None and info.get("source") == data_name and max(info.get("class_ids") or [len(names)]) < len(names):
+    elif (info is not None and info.get("source") == data_name and info.get("class_ids")
+          and max(info["class_ids"]) < len(names)):
         ids = list(info["class_ids"])
     elif expected is not None and len(expected) == outputs and all(n in names for n in expected):
         ids = [names.index(n) for n in expected]

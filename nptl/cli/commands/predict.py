@@ -50,7 +50,8 @@ def run(args) -> int:
     probs = ops.softmax(model.predict(normalize_pixels(x, info.get("normalization")), batch_size=256))
     top = min(args.top, outputs)
     order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
-    rows = [[{"class": names[k], "output": int(k), "probability": float(p[k])} for k in o] for p, o in zip(probs, order)]
+    rows = [[{"class": names[k], "output": int(k), "probability": float(p[k])} for k in o]
+            for p, o in zip(probs, order)]
     if json_path:
         write_json(json_path, {"checkpoint": str(args.model), "class_names": names, "predictions": [
             {"file": str(f), **r[0], "top": r} for f, r in zip(files, rows)]})

@@ -39,8 +39,6 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    import math
-
     from ... import io
     from ...data import select_classes, take_per_class, train_val_split
     from ...datainfo import checkpoint_extra, data_info
@@ -83,8 +81,7 @@ def run(args) -> int:
 
     info = data_info(data_name, names, class_ids, x.shape[1:])
     model = seed_cnn(x.shape[1:], len(names), seed=args.seed)
-    console = Console([("train", args.epochs, math.ceil(len(x) / args.batch_size))], quiet=args.quiet,
-                      verbose=args.verbose)
+    console = Console([("train", args.epochs, len(x))], quiet=args.quiet, verbose=args.verbose)
     t0 = time.perf_counter()
     opt = make_optimizer(args.optimizer, model, lr=args.lr)
     schedule = StepDecay(opt, args.decay_every, args.decay) if args.decay_every else None

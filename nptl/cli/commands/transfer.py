@@ -57,7 +57,6 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    import math
     import os
 
     import numpy as np
@@ -96,10 +95,9 @@ def run(args) -> int:
 
     # the fit calls to come, for one bar per arm and draw and an ETA over the whole run
     n_source = int(np.isin(data.y_train, args.source_classes).sum())
-    target_steps = math.ceil(len(target) * args.labels_per_class / 20)  # run_transfer's target batch size
     epochs = {"scratch": args.scratch_epochs, "frozen": args.head_epochs, "finetune": args.finetune_epochs}
-    plan = [("source", args.epochs, math.ceil(n_source / args.batch_size))]
-    plan += [(f"draw {r + 1}/{args.repeats} {arm}", epochs[arm], target_steps)
+    plan = [("source", args.epochs, n_source)]
+    plan += [(f"draw {r + 1}/{args.repeats} {arm}", epochs[arm], len(target) * args.labels_per_class)
              for r in range(args.repeats) for arm in ARMS]
     console = Console(plan, quiet=args.quiet, verbose=args.verbose)
     try:
