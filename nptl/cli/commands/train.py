@@ -18,7 +18,8 @@ def add_parser(subparsers):
     p.add_argument("--classes", type=class_list, default=None, metavar="C,C,...",
                    help="train on these classes only, renumbered 0.. in the order given (default: all)")
     p.add_argument("--labels-per-class", type=positive_int, default=None, metavar="N",
-                   help="train on N randomly drawn training images of each class (default: all of them)")
+                   help="train on N randomly drawn training images of each class; --val-fraction holds part of "
+                        "them out (default: all of them)")
     p.add_argument("--epochs", type=positive_int, default=3, metavar="N", help="training epochs")
     add_training_options(p)
     p.add_argument("--val-fraction", type=fraction, default=0.0, metavar="F",
