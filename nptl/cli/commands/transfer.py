@@ -126,7 +126,6 @@ def run(args) -> int:
 
 def run_base(args) -> int:
     """``nptl transfer --base``: :func:`nptl.base_transfer.run_base_transfer` on ``--data``."""
-    import math
     import os
 
     from ...base_transfer import format_base_table, run_base_transfer
@@ -147,8 +146,8 @@ def run_base(args) -> int:
     finetune = args.finetune_epochs or 0
     if save_dir is not None:
         os.makedirs(save_dir, exist_ok=True)
-    steps = math.ceil(len(data.x_train) / args.batch_size)
-    console = Console([("head", args.head_epochs, steps)] + ([("finetune", finetune, steps)] if finetune else []),
+    n = len(data.x_train)  # the plan counts training images per epoch
+    console = Console([("head", args.head_epochs, n)] + ([("finetune", finetune, n)] if finetune else []),
                       quiet=args.quiet, verbose=args.verbose)
     info = data_info(data_name, names, list(range(len(names))), data.x_train.shape[1:],
                      normalization={"scale": 255, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)})
