@@ -161,9 +161,18 @@ def adaptive_avg_pool2d_backward(dy, x, output_size):
     return dx
 
 
+def _splitmix_finaliser(z):
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
 def dropout_mask(shape, rate, seed, call=0):
-    """NumPy's own generator (not nptl's SplitMix64 stream): the baseline for drawing a mask."""
-    return np.random.default_rng([seed, call]).random(shape, dtype=np.float32) >= rate
+    """nptl's mask formula (DO3) in whole-array uint64 NumPy (arrays wrap mod 2⁶⁴ silently)."""
+    base = _splitmix_finaliser(_splitmix_finaliser(np.array([seed], np.uint64)) + np.uint64(call))
+    k = np.arange(1, int(np.prod(shape)) + 1, dtype=np.uint64)
+    z = _splitmix_finaliser(base + k * np.uint64(0x9E3779B97F4A7C15))
+    return ((z >> np.uint64(11)) * 2.0**-53 >= rate).reshape(shape)
 
 
 def dropout(x, mask, rate):
