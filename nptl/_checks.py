@@ -51,6 +51,21 @@ def check_int(v, name: str, where: str, minimum: int) -> int:
     return int(v)
 
 
+def all_finite(a: np.ndarray) -> bool:
+    """True if no element of ``a`` is NaN or ±Inf.  A finite sum proves it (NaN and Inf
+    propagate through addition) without the boolean temporary of ``isfinite``; only a sum that
+    overflowed is re-checked element by element."""
+    return bool(np.isfinite(np.add.reduce(a, axis=None))) or bool(np.isfinite(a).all())
+
+
+def describe_non_finite(a: np.ndarray) -> str:
+    """``"3 NaN, 1 +Inf, 0 -Inf of 784 values"``."""
+    nan = int(np.count_nonzero(np.isnan(a)))
+    pos = int(np.count_nonzero(np.isposinf(a)))
+    neg = int(np.count_nonzero(np.isneginf(a)))
+    return f"{nan} NaN, {pos} +Inf, {neg} -Inf of {a.size} values"
+
+
 def check_finite(a: np.ndarray, name: str, where: str) -> None:
     from .errors import NonFiniteError
 

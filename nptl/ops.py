@@ -111,7 +111,8 @@ def conv2d_backward(dy, x, w, stride=1, padding=0):
 # pooling
 # ----------------------------------------------------------------------------------------------
 def max_pool2d(x, size, stride=None):
-    """Max pooling over ``size×size`` windows (P1); ``stride`` defaults to ``size``."""
+    """Max pooling over ``size×size`` windows (P1); ``stride`` defaults to ``size``.  A window
+    holding a NaN gives NaN (as in PyTorch)."""
     where = "max_pool2d"
     x = _nchw(x, "x", where)
     pool2d_output_shape(x.shape, size, stride, where)
@@ -120,7 +121,8 @@ def max_pool2d(x, size, stride=None):
 
 
 def max_pool2d_backward(dy, x, size, stride=None):
-    """Gradient of :func:`max_pool2d` (P2): each ``dy`` goes to its window's first maximum."""
+    """Gradient of :func:`max_pool2d` (P2): each ``dy`` goes to its window's first maximum
+    (to its last NaN when the window holds NaN, as in PyTorch)."""
     where = "max_pool2d_backward"
     x = _nchw(x, "x", where)
     dy = _nchw(dy, "dy", where, x.dtype)

@@ -13,8 +13,9 @@ Progress: ``fit(progress=True)`` shows a tqdm bar per epoch and a line per epoch
 ``progress=False`` is silent; any other value is a :class:`Progress` whose hooks ``fit`` calls
 (the command line's terminal display is one).
 
-A non-finite loss stops training with :class:`~nptl.errors.NonFiniteError` naming the epoch
-and step; the weights are restored to those of the last step whose loss was finite.
+Non-finite values are caught where they enter (see :func:`fit`): a NaN or ±Inf in an input
+batch, the loss, a parameter gradient or an updated parameter stops training with
+:class:`~nptl.errors.NonFiniteError` naming the epoch, the step and what was non-finite.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import ops
+from ._checks import all_finite, describe_non_finite
 from .errors import NonFiniteError
 from .metrics import Evaluation, classification_report
 
@@ -156,6 +158,18 @@ def _loss_and_accuracy(net, x, y, batch_size) -> tuple[float, float]:
     return total / len(x), correct / len(x)
 
 
+def _non_finite(what: str, where: str, detail: str, epoch: int, step: int) -> NonFiniteError:
+    return NonFiniteError(f"fit: non-finite {what} at {where} ({detail})", what=what, epoch=epoch, step=step)
+
+
+def _check_images(x: np.ndarray, what: str) -> None:
+    """Before training: name the first image of ``x`` holding NaN or ±Inf."""
+    if not all_finite(x):
+        first = int(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))[0])
+        raise NonFiniteError(f"fit: non-finite {what}: image {first} ({describe_non_finite(x[first])}); "
+                             f"all images: {describe_non_finite(x)}", what=what, epoch=0, step=0)
+
+
 def fit(model, x, y, optimizer, epochs: int = 1, batch_size: int = 64, validation_data=None,
         seed: int = 0, augment=None, early_stopping: EarlyStopping | None = None, scheduler=None,
         cache_features: bool | str = "auto", progress: bool = True, desc: str = "") -> History:
@@ -165,6 +179,25 @@ def fit(model, x, y, optimizer, epochs: int = 1, batch_size: int = 64, validatio
     ``augment`` a callable on float batches with an ``active`` flag (``nptl.data.Augmenter``);
     ``scheduler.step()`` is called after every epoch; ``cache_features`` = "auto" (cache when
     possible), True (require it) or False; ``progress`` True, False or a :class:`Progress`.
+
+    Non-finite values (NaN, ±Inf) stop training with :class:`~nptl.errors.NonFiniteError`
+    (attributes ``epoch``, ``step``, ``what``) where they first appear.  Every step checks, in
+    order: the input batch as the model receives it (after augmentation; with cached features
+    the training images are checked once, before caching), the loss, every trainable
+    parameter's gradient (before the update) and every updated parameter.  The validation
+    images are checked once, before epoch 1.  The model keeps the weights of the last good
+    update:
+
+    - non-finite input or gradient at step k: step k's update is not applied; the weights are
+      those step k−1 left;
+    - non-finite parameter after step k's update (the optimizer overflowed): the weights are
+      put back to those step k−1 left;
+    - non-finite loss at step k: the weights step k−1 left give no finite loss, so they are put
+      back to those from before step k−1's update (the last weights with a finite loss).
+
+    Frozen parameters never change; the optimizer's state (momenta, step count) is not rolled
+    back.  The checks cost a pass over the batch, the gradients and the trainable parameters
+    and one copy of the trainable parameters per step (measured by ``python -m benchmarks``).
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"fit: 'epochs' and 'batch_size' must be >= 1, got {epochs} and {batch_size}")
@@ -177,12 +210,17 @@ def fit(model, x, y, optimizer, epochs: int = 1, batch_size: int = 64, validatio
     if validation_data is not None:
         xv = np.asarray(validation_data[0])
         yv = ops.check_labels(validation_data[1], len(xv), model.output_shape()[-1], "fit (validation_data)")
+        if len(xv) == 0:
+            raise ValueError("fit: validation_data has 0 images; pass validation_data=None to train "
+                             "without validation")
+        _check_images(xv, "validation input")
 
     start = cacheable_prefix(model, augment) if cache_features else 0
     if cache_features is True and start == 0:
         raise ValueError("fit: cache_features=True but there is no frozen base to cache (or augmentation is on)")
     net = model.slice(start) if start else model
     if start:
+        _check_images(x, "training input (checked before its features are cached)")
         base = model.slice(0, start)
         x_in = base.predict(x, batch_size=256)
         xv_in = base.predict(xv, batch_size=256) if validation_data is not None else None
@@ -207,15 +245,22 @@ def _train(model, net, x_in, y, xv_in, yv, optimizer, epochs, batch_size, seed, 
     rng = np.random.default_rng(seed)
     hist = History(cached_features=cached)
     best_value, best_weights, bad_epochs = None, None, 0
-    # frozen parameters cannot change during fit: the non-finite guard only copies trainable ones
-    good = snapshot(model, trainable_only=True)
+    # frozen parameters cannot change during fit: the non-finite guard only copies trainable ones;
+    # ``before`` holds the weights from just before the latest update
+    trainable = model.trainable_parameters()
+    before = snapshot(model, trainable_only=True)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         seen, loss_sum, correct = 0, 0.0, 0
         for step, idx in enumerate(_batches(len(x_in), batch_size, rng), 1):
             xb, yb = x_in[idx], y[idx]
-            if augment is not None and augment.active:
+            augmented = augment is not None and augment.active
+            if augmented:
                 xb = augment(xb)
+            where = f"epoch {epoch}, step {step}"
+            if not all_finite(xb):
+                raise _non_finite("input", where, f"input batch{' after augmentation' if augmented else ''}: "
+                                  f"{describe_non_finite(xb)}; weights unchanged", epoch, step)
             model.zero_grad()
             logits = net.forward(xb, training=True)
             try:
@@ -223,12 +268,23 @@ def _train(model, net, x_in, y, xv_in, yv, optimizer, epochs, batch_size, seed, 
                 if not np.isfinite(loss):
                     raise NonFiniteError(f"loss is {loss}")
             except NonFiniteError as err:
-                restore(model, good)
-                raise NonFiniteError(f"fit: non-finite loss at epoch {epoch}, step {step} ({err}); "
-                                     "weights restored to the last step with a finite loss") from None
-            good = snapshot(model, trainable_only=True)
+                restore(model, before)
+                raise _non_finite("loss", where, f"{err}; weights restored to the last step with a finite "
+                                  "loss", epoch, step) from None
             net.backward(dlogits)
+            for p in trainable:
+                if not all_finite(p.grad):
+                    raise _non_finite(f"gradient of {p.name}", where, f"{describe_non_finite(p.grad)}; "
+                                      "update not applied", epoch, step)
+            for p in trainable:
+                np.copyto(before[p.name], p.value)
             optimizer.step()
+            for p in trainable:
+                if not all_finite(p.value):
+                    bad = describe_non_finite(p.value)
+                    restore(model, before)
+                    raise _non_finite(f"{p.name} after the update", where, f"{bad} (the optimizer "
+                                      "overflowed); weights restored to those before the update", epoch, step)
             seen += len(idx)
             loss_sum += float(loss) * len(idx)
             correct += int(np.sum(np.argmax(logits, axis=1) == yb))

@@ -273,5 +273,8 @@ def load_image_folder_splits(
             break
     else:
         x, y, class_names = load_image_folder(directory, size, color, classes, skip_bad_files, log)
-        x_tr, y_tr, x_te, y_te = train_val_split(x, y, test_fraction, seed)
+        try:
+            x_tr, y_tr, x_te, y_te = train_val_split(x, y, test_fraction, seed, name="test_fraction")
+        except ValueError as e:
+            raise DataError(f"{directory}: cannot hold out a test split: {e}") from None
     return Splits(to_nchw_float(x_tr), y_tr, to_nchw_float(x_te), y_te, class_names)

@@ -103,27 +103,50 @@ def take_per_class(
     return x[sel], y[sel]
 
 
+def _val_count(count: int, fraction: float) -> int:
+    """Validation examples taken from a class of ``count``: ``round(count·fraction)``, leaving
+    at least one for training."""
+    k = int(np.floor(count * fraction + 0.5))
+    return min(k, count - 1) if count > 1 else 0
+
+
 def train_val_split(
-    x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int = 0
+    x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int = 0, name: str = "val_fraction"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Stratified split into ``(x_train, y_train, x_val, y_val)``.
 
     For each class ``round(count * val_fraction)`` randomly chosen examples
-    go to the validation part and the rest to the training part, so the
-    class proportions of both parts match the input (up to rounding).
-    ``val_fraction`` must lie in ``[0, 1)``.  Both parts keep the original
-    relative order of the examples.
+    go to the validation part and the rest to the training part (at least
+    one stays), so the class proportions of both parts match the input (up
+    to rounding).  ``val_fraction`` must lie in ``[0, 1)``.  Both parts keep
+    the original relative order of the examples.
+
+    A positive ``val_fraction`` that would leave the validation part empty
+    (every class too small for ``round(count * val_fraction) >= 1``) raises
+    ``ValueError`` with the per-class counts and the smallest class size
+    that would give one validation example; ``name`` is the argument's name
+    in that message.
     """
     x, y = _check_xy(x, y)
     val_fraction = float(val_fraction)
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise ValueError(f"{name} must be in [0, 1), got {val_fraction}")
+    classes, counts = np.unique(y, return_counts=True)
+    if val_fraction > 0 and not any(_val_count(int(c), val_fraction) for c in counts):
+        needed = max(2, int(np.ceil(0.5 / val_fraction)))
+        while not _val_count(needed, val_fraction):
+            needed += 1
+        raise ValueError(
+            f"{name} {val_fraction:g} gives an empty split: {len(y)} examples in {len(classes)} "
+            f"classes, {int(counts.min()) if counts.size else 0} to {int(counts.max()) if counts.size else 0} "
+            f"per class, and round(count × {val_fraction:g}) is 0 for every class; a class needs at "
+            f"least {needed} examples for one to be held out at this fraction"
+        )
     rng = np.random.default_rng(seed)
     is_val = np.zeros(y.shape[0], dtype=bool)
-    for c in np.unique(y):
+    for c in classes:
         idx = np.flatnonzero(y == c)
-        k = int(np.floor(idx.size * val_fraction + 0.5))
-        k = min(k, idx.size - 1) if idx.size > 1 else 0
+        k = _val_count(idx.size, val_fraction)
         if k:
             is_val[rng.choice(idx, size=k, replace=False)] = True
     return x[~is_val], y[~is_val], x[is_val], y[is_val]

@@ -11,10 +11,12 @@ literals are cast to the array dtype so float32 stays float32.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from .jit import kernel
 
 
-@njit(cache=True)
+@kernel
 def relu_forward(x):
     """(R1) on a flat array."""
     y = np.empty_like(x)
@@ -25,7 +27,7 @@ def relu_forward(x):
     return y
 
 
-@njit(cache=True)
+@kernel
 def relu_backward(dy, x):
     """(R2) on flat arrays: the gradient passes where the input was positive."""
     dx = np.empty_like(dy)
@@ -35,7 +37,7 @@ def relu_backward(dy, x):
     return dx
 
 
-@njit(cache=True)
+@kernel
 def sigmoid_forward(x):
     """(S1), branching on the sign so ``exp`` never overflows."""
     y = np.empty_like(x)
@@ -50,7 +52,7 @@ def sigmoid_forward(x):
     return y
 
 
-@njit(cache=True)
+@kernel
 def sigmoid_backward(dy, y):
     """(S2) from the forward output ``y = σ(x)``."""
     dx = np.empty_like(dy)
@@ -60,7 +62,7 @@ def sigmoid_backward(dy, y):
     return dx
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def softmax_forward(x):
     """(SM1) for each row of a 2-D array."""
     R, K = x.shape
@@ -80,7 +82,7 @@ def softmax_forward(x):
     return y
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def softmax_backward(dy, y):
     """(SM2) for each row, from the forward output ``y``."""
     R, K = y.shape

@@ -40,10 +40,11 @@ formulas run as whole-batch im2col + NumPy matmul (the ``_np_*`` functions below
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, uintp
+from numba import prange, uintp
 
 from . import conv2d_blas as _blas
 from .conv2d_blas import NO_TRANS, TRANS, gemm
+from .jit import kernel
 from .schedule import plan, run_slices
 
 # ----------------------------------------------------------------------------------------------
@@ -56,7 +57,7 @@ from .schedule import plan, run_slices
 SMALL_WO = 8
 
 
-@njit(cache=True)
+@kernel
 def _tap_table(H, W, KH, KW, stride, padding, Ho, Wo):
     """``tab[p·KW+q, i·Wo+j]`` = offset of ``xp[i·s+p, j·s+q]`` in an unpadded ``H×W`` plane,
     or −1 where that tap reads padding."""
@@ -72,7 +73,7 @@ def _tap_table(H, W, KH, KW, stride, padding, Ho, Wo):
     return tab
 
 
-@njit(cache=True)
+@kernel
 def _im2col_chunk_small(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols):
     """:func:`_im2col_chunk` for narrow outputs: one gather of ``Ho·Wo`` values per (row, image)."""
     _, C, H, W = x.shape
@@ -95,7 +96,7 @@ def _im2col_chunk_small(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols):
                     cs[uintp(d + k)] = xs[uintp(src + o)] if o >= 0 else zero
 
 
-@njit(cache=True)
+@kernel
 def _col2im_chunk_small(dcols, n0, nb, KH, KW, stride, padding, Ho, Wo, dx):
     """:func:`_col2im_chunk` for narrow outputs, through the tap table."""
     _, C, H, W = dx.shape
@@ -117,7 +118,7 @@ def _col2im_chunk_small(dcols, n0, nb, KH, KW, stride, padding, Ho, Wo, dx):
                         xs[uintp(dst + o)] += ds[uintp(d + k)]
 
 
-@njit(cache=True)
+@kernel
 def _im2col_chunk(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols):
     """``cols[(c,p,q), b·L + i·Wo + j] = xp[n0+b, c, i·s+p, j·s+q]`` for ``b < nb``."""
     if Wo < SMALL_WO:
@@ -159,7 +160,7 @@ def _im2col_chunk(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols):
                             cs[uintp(d + j)] = zero
 
 
-@njit(cache=True)
+@kernel
 def _col2im_chunk(dcols, n0, nb, KH, KW, stride, padding, Ho, Wo, dx):
     """Adjoint of :func:`_im2col_chunk`: ``dx[n0+b, c, i·s+p−P, j·s+q−P] += dcols[(c,p,q), b·L+i·Wo+j]``."""
     if Wo < SMALL_WO:
@@ -193,7 +194,7 @@ def _col2im_chunk(dcols, n0, nb, KH, KW, stride, padding, Ho, Wo, dx):
                                 xs[uintp(dst + j * stride)] += ds[uintp(d + j)]
 
 
-@njit(cache=True)
+@kernel
 def _gather_dy(dy3, n0, nb, out):
     """``out[f, b·L + k] = dy[n0+b, f, k]``: a chunk of dy as one (F, nb·L) matrix."""
     _, F, L = dy3.shape
@@ -208,7 +209,7 @@ def _gather_dy(dy3, n0, nb, out):
                 dst[uintp(d0 + k)] = src[uintp(s0 + k)]
 
 
-@njit(cache=True)
+@kernel
 def _scatter_y(out, bias, n0, nb, y3):
     """``y[n0+b, f, k] = out[f, b·L + k] + bias[f]``: a chunk's GEMM result to NCHW, plus bias."""
     _, F, L = y3.shape
@@ -227,7 +228,7 @@ def _scatter_y(out, bias, n0, nb, y3):
 # ----------------------------------------------------------------------------------------------
 # the three passes: a serial (nogil) kernel for images [lo, hi), run by T threads
 # ----------------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _forward_slice(x, w, bias, stride, padding, lo, hi, nb_max, y):
     """(C1) for images ``lo ≤ n < hi`` into ``y (N, F, Ho, Wo)``."""
     _, C, H, W = x.shape
@@ -262,7 +263,7 @@ def _forward_slice(x, w, bias, stride, padding, lo, hi, nb_max, y):
             _scatter_y(out, bias, n0, nb, y.reshape(y.shape[0], F, L))
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _backward_input_slice(dy, w, stride, padding, lo, hi, nb_max, dx):
     """(C2) for images ``lo ≤ n < hi`` into ``dx`` (zeroed by the caller)."""
     _, F, Ho, Wo = dy.shape
@@ -291,7 +292,7 @@ def _backward_input_slice(dy, w, stride, padding, lo, hi, nb_max, dx):
         _col2im_chunk(dcols, n0, nb, KH, KW, stride, padding, Ho, Wo, dx)
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _accumulate_db(dys, n0, nb, F, L, dbs):
     """(C4) partial: ``db[f, k] += dy[n0+b, f, k]`` for ``b < nb`` (flat views; reduced over k by
     the caller, so this loop vectorises)."""
@@ -302,7 +303,7 @@ def _accumulate_db(dys, n0, nb, F, L, dbs):
                 dbs[uintp(f * L + k)] += dys[uintp(s0 + k)]
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _backward_weight_slice(dy, x, KH, KW, stride, padding, lo, hi, nb_max, dwt, db):
     """(C3), (C4) for images ``lo ≤ n < hi``, added to ``dwt = dWᵀ (R, F)`` and ``db (F, L)``
     (``db`` summed elementwise over images, so the loop vectorises; reduced by the caller).
@@ -336,7 +337,7 @@ def _backward_weight_slice(dy, x, KH, KW, stride, padding, lo, hi, nb_max, dwt, 
             gemm(nt, tr, R, F, nb * L, cs, z, ld, dycs, z, ld, 1.0, dws, z, F)
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _backward_slice(dy, x, w, stride, padding, lo, hi, nb_max, dwt, db, dx):
     """(C2), (C3), (C4) in one pass over the chunks of images ``lo ≤ n < hi``: per chunk, dy
     is gathered once and feeds both GEMMs (``dWᵀ += cols @ dYcᵀ``, then ``dcols = Wmᵀ @ dYc``
@@ -470,7 +471,7 @@ def conv2d_backward(dy, x, w, stride, padding):
 # ----------------------------------------------------------------------------------------------
 # fallback without a bindable BLAS: whole-batch im2col + NumPy matmul
 # ----------------------------------------------------------------------------------------------
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def _np_im2col(x, KH, KW, stride, padding, Ho, Wo):
     """``x (N,C,H,W) -> cols (N, C·KH·KW, Ho·Wo)``."""
     N = x.shape[0]
@@ -481,7 +482,7 @@ def _np_im2col(x, KH, KW, stride, padding, Ho, Wo):
     return cols
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def _np_col2im(dcols, C, H, W, KH, KW, stride, padding, Ho, Wo):
     N = dcols.shape[0]
     dx = np.zeros((N, C, H, W), dtype=dcols.dtype)

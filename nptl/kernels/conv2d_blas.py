@@ -26,7 +26,9 @@ import os
 import sys
 
 import numpy as np
-from numba import njit, types
+from numba import types
+
+from .jit import kernel
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
@@ -100,7 +102,7 @@ def blas_threads() -> int:
     return int(_get_threads()) if _get_threads is not None else 1
 
 
-@njit(cache=True)
+@kernel
 def gemm(trans_a, trans_b, M, N, K, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc):
     """``C[M,N] = op(A)·op(B) + beta·C`` on row-major blocks that start ``*_off`` elements into
     the (contiguous) arrays ``a``, ``b``, ``c`` with leading dimensions ``lda``, ``ldb``, ``ldc``.

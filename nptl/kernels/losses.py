@@ -17,10 +17,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from .jit import kernel
 
 
-@njit(cache=True)
+@kernel
 def cross_entropy_forward(z, labels):
     """(L1) and (L2) for ``z (N, K)`` and integer ``labels (N,)``.
 
@@ -49,7 +50,7 @@ def cross_entropy_forward(z, labels):
     return total / N, dz
 
 
-@njit(cache=True)
+@kernel
 def binary_cross_entropy_forward(z, t):
     """(B1) and (B2) on flat arrays."""
     M = z.size
@@ -67,7 +68,7 @@ def binary_cross_entropy_forward(z, t):
     return total / M, dz
 
 
-@njit(cache=True)
+@kernel
 def mse_forward(p, t):
     """(M1) and (M2) on flat arrays."""
     M = p.size

@@ -3,7 +3,9 @@
 Same formulas as :mod:`nptl.kernels.reference`: (P1) max, (P2) its gradient routed to the
 first maximum of each window in row-major order (as PyTorch does), (A1) average, (A2) its
 gradient spread evenly, (AP1)/(AP2) adaptive average pooling over PyTorch's bins (global
-average pooling is its 1×1 case, with a branch of its own).  Max pooling also returns the flat
+average pooling is its 1×1 case, with a branch of its own).  NaN propagates through max pooling
+as in PyTorch: a window holding a NaN gives NaN, and its gradient goes to the last NaN of the
+window (the scan takes ``v`` when ``v > best or v`` is NaN).  Max pooling also returns the flat
 index ``h·W + w`` of each window's maximum so a layer can route the gradient without searching
 again.
 
@@ -13,10 +15,12 @@ branch to every signed index, which blocks vectorisation and costs ~3x here.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, uintp
+from numba import prange, uintp
+
+from .jit import kernel
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def max_pool2d_forward(x, size, stride):
     """(P1). Returns ``(y, argmax)``; ``argmax[n,c,i,j]`` is the flat ``h·W+w`` of the max."""
     N, C, H, W = x.shape
@@ -41,13 +45,13 @@ def max_pool2d_forward(x, size, stride):
                     d = xs[uintp(xb + r1 + 2 * j + 1)]
                     best = a
                     bi = r0 + 2 * j
-                    if b > best:
+                    if b > best or b != b:  # (P1) NaN propagates
                         best = b
                         bi = r0 + 2 * j + 1
-                    if c > best:
+                    if c > best or c != c:
                         best = c
                         bi = r1 + 2 * j
-                    if d > best:
+                    if d > best or d != d:
                         best = d
                         bi = r1 + 2 * j + 1
                     ys[uintp(yb + i * Wo + j)] = best
@@ -65,7 +69,7 @@ def max_pool2d_forward(x, size, stride):
                     for q in range(size):
                         k = k0 + p * W + q
                         v = xs[uintp(xb + k)]
-                        if v > best:
+                        if v > best or v != v:  # (P1) NaN propagates
                             best = v
                             bi = k
                 ys[uintp(yb + i * Wo + j)] = best
@@ -73,7 +77,7 @@ def max_pool2d_forward(x, size, stride):
     return y, arg
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def max_pool2d_backward(dy, arg, H, W):
     """(P2): ``dx[n,c,argmax] += dy[n,c,i,j]`` (accumulates where windows overlap)."""
     N, C, Ho, Wo = dy.shape
@@ -92,7 +96,7 @@ def max_pool2d_backward(dy, arg, H, W):
     return dx
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def avg_pool2d_forward(x, size, stride):
     """(A1) ``y = (1/size²) Σ_window x``."""
     N, C, H, W = x.shape
@@ -128,7 +132,7 @@ def avg_pool2d_forward(x, size, stride):
     return y
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def avg_pool2d_backward(dy, H, W, size, stride):
     """(A2) every input of a window receives ``dy/size²``."""
     N, C, Ho, Wo = dy.shape

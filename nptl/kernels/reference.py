@@ -30,7 +30,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from .jit import kernel
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -41,7 +42,7 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
 # ----------------------------------------------------------------------------------------------
 # conv2d
 # ----------------------------------------------------------------------------------------------
-@njit(cache=True)
+@kernel
 def _conv2d_forward(x, w, b, stride, padding):
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
@@ -67,7 +68,7 @@ def _conv2d_forward(x, w, b, stride, padding):
     return y
 
 
-@njit(cache=True)
+@kernel
 def _conv2d_backward(dy, x, w, stride, padding):
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
@@ -107,7 +108,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0):
     return _conv2d_backward(dy, x, w, stride, padding)
 
 
-@njit(cache=True)
+@kernel
 def _conv2d_true(x, k):
     # The seed documents' formula with 1-based indices, "valid" part only:
     #   y(i, j) = Σ_p Σ_q x(i − p + 1, j − q + 1) · k(p, q)
@@ -138,7 +139,7 @@ def conv2d_true(x, k):
 # ----------------------------------------------------------------------------------------------
 # pooling
 # ----------------------------------------------------------------------------------------------
-@njit(cache=True)
+@kernel
 def _max_pool2d(x, size, stride):
     N, C, H, W = x.shape
     Ho = (H - size) // stride + 1
@@ -153,13 +154,13 @@ def _max_pool2d(x, size, stride):
                     for p in range(size):
                         for q in range(size):
                             v = x[n, c, i * stride + p, j * stride + q]
-                            if v > best:
+                            if v > best or v != v:              # NaN wins (as PyTorch)
                                 best = v
                     y[n, c, i, j] = best
     return y
 
 
-@njit(cache=True)
+@kernel
 def _max_pool2d_backward(dy, x, size, stride):
     N, C, H, W = x.shape
     Ho, Wo = dy.shape[2], dy.shape[3]
@@ -169,19 +170,20 @@ def _max_pool2d_backward(dy, x, size, stride):
             for i in range(Ho):
                 for j in range(Wo):
                     # (P2)  the whole gradient goes to the first maximum in row-major order
+                    #       (to the last NaN if the window holds NaN)
                     bh, bw = i * stride, j * stride
                     best = x[n, c, bh, bw]
                     for p in range(size):
                         for q in range(size):
                             v = x[n, c, i * stride + p, j * stride + q]
-                            if v > best:
+                            if v > best or v != v:
                                 best = v
                                 bh, bw = i * stride + p, j * stride + q
                     dx[n, c, bh, bw] += dy[n, c, i, j]
     return dx
 
 
-@njit(cache=True)
+@kernel
 def _avg_pool2d(x, size, stride):
     N, C, H, W = x.shape
     Ho = (H - size) // stride + 1
@@ -200,7 +202,7 @@ def _avg_pool2d(x, size, stride):
     return y
 
 
-@njit(cache=True)
+@kernel
 def _avg_pool2d_backward(dy, x, size, stride):
     N, C, H, W = x.shape
     Ho, Wo = dy.shape[2], dy.shape[3]
@@ -218,7 +220,11 @@ def _avg_pool2d_backward(dy, x, size, stride):
 
 
 def max_pool2d(x, size, stride=None):
-    """Max pooling (P1): ``(N,C,H,W) -> (N,C,(H−size)//s+1,(W−size)//s+1)``."""
+    """Max pooling (P1): ``(N,C,H,W) -> (N,C,(H−size)//s+1,(W−size)//s+1)``.
+
+    NaN propagates (as in PyTorch): a window holding a NaN gives NaN, and (P2) sends its
+    gradient to the window's last NaN in row-major order.  Written as the scan
+    ``if v > best or v != v: best = v`` (``v != v`` is true only for NaN)."""
     return _max_pool2d(x, size, size if stride is None else stride)
 
 
@@ -240,7 +246,7 @@ def avg_pool2d_backward(dy, x, size, stride=None):
 # ----------------------------------------------------------------------------------------------
 # dense
 # ----------------------------------------------------------------------------------------------
-@njit(cache=True)
+@kernel
 def _dense(x, w, b):
     N, I = x.shape
     O = w.shape[1]
@@ -254,7 +260,7 @@ def _dense(x, w, b):
     return y
 
 
-@njit(cache=True)
+@kernel
 def _dense_backward(dy, x, w):
     N, I = x.shape
     O = w.shape[1]

@@ -54,6 +54,8 @@ class MaxPool2D(_Pool2D):
     that one input; on ties, to the first maximum in row-major window order (as PyTorch).
     −∞ never wins a window that holds a real input, which ``padding ≤ size // 2`` guarantees
     (PyTorch's rule), so (P3) is PyTorch's padded max pooling and the padding gets no gradient.
+    NaN propagates (as PyTorch): a window holding a NaN outputs NaN, and its gradient goes to
+    the window's last NaN.  ``fit`` stops on non-finite inputs before they get here.
     """
 
     def __init__(self, size: int = 2, stride: int | None = None, padding: int = 0, name: str | None = None):

@@ -1,0 +1,344 @@
+"""Reliability: what a hostile or unlucky user meets.
+
+- readers bound memory by what they accept (gzip bombs, overflowing headers, huge layers,
+  hidden members): rejected with the project's error type naming the file, before allocating;
+- non-finite values are caught where they enter ``fit``; max pooling propagates NaN as PyTorch;
+- an unwritable or corrupt Numba cache never breaks a run (subprocesses);
+- empty or too-small splits are refused up front with the numbers;
+- stale temp files of killed saves are swept by the next save.
+
+Sizes here are small and the caps lowered (``NPTL_MAX_ARRAY_BYTES``) so that the cases run
+fast; ``python -m tests.hostile_files`` measures the full-size files.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str, env: dict, cwd=None, timeout=600) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter; fail the test with its output if it fails."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_CACHE_DIR", "PYTHONPATH"))}
+    full_env.update(env, PYTHONDONTWRITEBYTECODE="1")
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full_env, cwd=cwd,
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"subprocess failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
+    return out
+
+
+# -- Numba cache ---------------------------------------------------------------------------------
+TRAIN_AND_REPORT = """
+    import warnings
+    import numpy as np
+    warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:
+        import nptl
+        from nptl import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((16, 1, 8, 8)).astype(np.float32)
+        y = rng.integers(0, 2, 16)
+        model = nptl.Sequential([Conv2D(2, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(2)],
+                                input_shape=(1, 8, 8), seed=0)
+        hist = nptl.fit(model, x, y, nptl.optim.SGD(model, lr=0.1), epochs=2, batch_size=8, progress=False)
+    from nptl.kernels.jit import CacheWarning
+    cache_warnings = [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
+    assert np.all(np.isfinite(hist.history["loss"])), hist.history
+    print("CACHE_WARNINGS", len(cache_warnings))
+    for m in cache_warnings:
+        print("WARNING", m)
+"""
+
+
+def _warnings_of(out) -> tuple[int, str]:
+    count = int(next(l for l in out.stdout.splitlines() if l.startswith("CACHE_WARNINGS")).split()[1])
+    return count, out.stdout
+
+
+def test_training_works_without_a_writable_cache_location(tmp_path):
+    # a private copy of the package whose __pycache__ cannot be a directory, and a cache dir,
+    # HOME and XDG cache under a regular file: no location is writable (even for root)
+    shutil.copytree(ROOT / "nptl", tmp_path / "pkg" / "nptl",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for d in (tmp_path / "pkg" / "nptl").rglob("*"):
+        if d.is_dir():
+            (d / "__pycache__").write_text("not a directory")
+    (tmp_path / "pkg" / "nptl" / "__pycache__").write_text("not a directory")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    env = {"PYTHONPATH": str(tmp_path / "pkg"), "NUMBA_CACHE_DIR": str(blocker / "cache"),
+           "HOME": str(blocker), "XDG_CACHE_HOME": str(blocker / "xdg")}
+    out = run_python(TRAIN_AND_REPORT, env, cwd=tmp_path)
+    count, text = _warnings_of(out)
+    assert count == 1, text
+    assert "no writable Numba cache location" in text and "NUMBA_CACHE_DIR" in text
+
+
+def test_corrupt_cache_entries_are_discarded_and_rewritten(tmp_path):
+    cache = tmp_path / "cache"
+    env = {"PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(cache)}
+    count, text = _warnings_of(run_python(TRAIN_AND_REPORT, env, cwd=tmp_path))
+    assert count == 0, text
+    data = sorted(cache.rglob("*.nbc"))
+    index = sorted(cache.rglob("*.nbi"))
+    assert data and index
+    for i, f in enumerate(data):  # truncated (killed writer), or garbage
+        raw = f.read_bytes()
+        f.write_bytes(raw[: len(raw) // 2] if i % 2 else b"\x80\x05garbage")
+    index[0].write_bytes(index[0].read_bytes()[:10])  # a truncated index too
+    count, text = _warnings_of(run_python(TRAIN_AND_REPORT, env, cwd=tmp_path))
+    assert count == 1, text
+    assert "discarded an unreadable Numba cache entry" in text
+    # the entries were written back: a third run loads them without a warning
+    count, text = _warnings_of(run_python(TRAIN_AND_REPORT, env, cwd=tmp_path))
+    assert count == 0, text
+
+
+def test_kernel_decorator_refuses_cache_argument():
+    from nptl.kernels.jit import kernel
+
+    with pytest.raises(TypeError, match="cache"):
+        kernel(cache=False)
+
+
+# -- non-finite values ---------------------------------------------------------------------------
+def _toy(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 0.3, (n, 1, 8, 8)).astype(np.float32)
+    x[:, :, 2:5, 2:5] += y[:, None, None, None]
+    return x, y
+
+
+def _model():
+    import nptl
+    from nptl import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+
+    return nptl.Sequential([Conv2D(3, 3, name="conv1"), ReLU(), MaxPool2D(2), Flatten(), Dense(3, name="dense1")],
+                           input_shape=(1, 8, 8), seed=0)
+
+
+def _params(model):
+    return {p.name: p.value.copy() for p in model.parameters()}
+
+
+def _same(model, expected):
+    return all(np.array_equal(p.value, expected[p.name]) for p in model.parameters())
+
+
+class _Recorder:
+    """An optimizer wrapper recording the weights after every update."""
+
+    def __init__(self, model, inner):
+        self.model, self.inner, self.after = model, inner, []
+        self.lr = inner.lr
+
+    def step(self):
+        self.inner.step()
+        self.after.append(_params(self.model))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_input_stops_at_its_step_and_keeps_the_last_update(bad):
+    import nptl
+    from nptl.errors import NonFiniteError
+
+    x, y = _toy()
+    x[40, 0, 3, 3] = bad  # every epoch reaches image 40 at some step of epoch 1
+    model = _model()
+    opt = _Recorder(model, nptl.optim.SGD(model, lr=0.1))
+    with pytest.raises(NonFiniteError, match=r"non-finite input at epoch 1, step \d+ \(input batch: ") as info:
+        nptl.fit(model, x, y, opt, epochs=2, batch_size=16, progress=False)
+    err = info.value
+    assert (err.what, err.epoch) == ("input", 1) and err.step >= 1
+    assert len(opt.after) == err.step - 1          # the failing step applied no update
+    assert _same(model, opt.after[-1] if opt.after else _params(_model()))
+    assert all(np.isfinite(p.value).all() for p in model.parameters())
+
+
+def test_nan_from_augmentation_is_caught_after_augmenting():
+    import nptl
+    from nptl.errors import NonFiniteError
+
+    class PoisonSecondBatch:
+        active = True
+        calls = 0
+
+        def __call__(self, xb):
+            self.calls += 1
+            xb = xb.copy()
+            if self.calls == 2:
+                xb[0, 0, 0, 0] = np.nan
+            return xb
+
+    x, y = _toy()
+    model = _model()
+    with pytest.raises(NonFiniteError, match=r"input at epoch 1, step 2 \(input batch after augmentation: 1 NaN"):
+        nptl.fit(model, x, y, nptl.optim.SGD(model, lr=0.1), batch_size=16, augment=PoisonSecondBatch(),
+                 progress=False)
+
+
+def test_huge_finite_input_stops_training_with_finite_weights():
+    import nptl
+    from nptl.errors import NonFiniteError
+
+    x, y = _toy()
+    x[:] = 1e30  # finite: step 1's gradients are ~1e30, its update makes step 2's logits overflow
+    model = _model()
+    start = _params(model)
+    with pytest.raises(NonFiniteError, match=r"non-finite loss at epoch 1, step 2 .*weights restored") as info:
+        nptl.fit(model, x, y, nptl.optim.SGD(model, lr=0.1), batch_size=16, progress=False)
+    assert (info.value.what, info.value.step) == ("loss", 2)
+    assert _same(model, start)  # step 1's update gave no finite loss: put back
+
+
+def test_non_finite_gradient_names_the_parameter():
+    import nptl
+    from nptl.errors import NonFiniteError
+
+    x, y = _toy()
+    model = _model()
+    dense = model["dense1"]
+    original = dense.backward
+
+    def backward(dy, input_grad=True):  # an overflowing gradient at the third step
+        dx = original(dy, input_grad)
+        backward.calls += 1
+        if backward.calls == 3:
+            dense.grads["b"][1] = np.inf
+        return dx
+    backward.calls = 0
+    dense.backward = backward
+    opt = _Recorder(model, nptl.optim.SGD(model, lr=0.1))
+    with pytest.raises(NonFiniteError, match=r"gradient of dense1\.b at epoch 1, step 3 \(0 NaN, 1 \+Inf") as info:
+        nptl.fit(model, x, y, opt, batch_size=16, progress=False)
+    assert info.value.what == "gradient of dense1.b"
+    assert len(opt.after) == 2 and _same(model, opt.after[-1])
+
+
+def test_overflowing_update_is_undone():
+    import nptl
+    from nptl.errors import NonFiniteError
+
+    class Overflow(_Recorder):  # SGD whose second update overflows one weight
+        def step(self):
+            super().step()
+            if len(self.after) == 2:
+                self.model["conv1"].params["w"][0, 0, 0, 0] = np.inf
+
+    x, y = _toy()
+    model = _model()
+    opt = Overflow(model, nptl.optim.SGD(model, lr=0.1))
+    with pytest.raises(NonFiniteError, match=r"conv1\.w after the update at epoch 1, step 2 \(0 NaN, 1 \+Inf"):
+        nptl.fit(model, x, y, opt, batch_size=16, progress=False)
+    assert _same(model, opt.after[0])
+
+
+def test_non_finite_validation_and_cached_training_images_are_named():
+    import nptl
+    from nptl.errors import NonFiniteError
+
+    x, y = _toy()
+    model = _model()
+    xv = x[:8].copy()
+    xv[5, 0, 1, 1] = np.nan
+    with pytest.raises(NonFiniteError, match=r"validation input: image 5 \(1 NaN"):
+        nptl.fit(model, x, y, nptl.optim.SGD(model, lr=0.1), validation_data=(xv, y[:8]), progress=False)
+    model.freeze("conv1")  # frozen base: its features are cached, so the raw images are checked
+    x[7, 0, 0, 0] = np.inf
+    with pytest.raises(NonFiniteError, match=r"training input \(checked before its features are cached\): image 7"):
+        nptl.fit(model, x, y, nptl.optim.SGD(model, lr=0.1), progress=False)
+
+
+def _require_torch():
+    if os.environ.get("NPTL_REQUIRE_TORCH") == "1":
+        import torch
+        return torch
+    return pytest.importorskip("torch")
+
+
+def _sprinkle(rng, shape, dtype):
+    x = rng.standard_normal(shape).astype(dtype)
+    specials = np.array([np.nan, np.inf, -np.inf, np.nan], dtype)
+    mask = rng.random(shape) < 0.3
+    x[mask] = rng.choice(specials, size=int(mask.sum()))
+    return x
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tests.strategies import pool_geometries  # noqa: E402
+
+
+@given(g=pool_geometries(max_hw=9), f64=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_max_pool_propagates_nan_like_torch_in_fast_kernel_and_reference(g, f64, seed):
+    torch = _require_torch()
+    from nptl import ops
+    from nptl.kernels import reference as ref
+
+    dtype = np.float64 if f64 else np.float32
+    rng = np.random.default_rng(seed)
+    x = _sprinkle(rng, g.x_shape, dtype)
+    dy = rng.integers(1, 9, size=g.y_shape).astype(dtype)  # integers: overlapping sums are exact
+    tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    ty = torch.nn.functional.max_pool2d(tx, g.size, g.stride)
+    ty.backward(torch.tensor(dy, dtype=torch.float64))
+    for name, y, dx in (("fast", ops.max_pool2d(x, g.size, g.stride), ops.max_pool2d_backward(dy, x, g.size, g.stride)),
+                        ("reference", ref.max_pool2d(x, g.size, g.stride), ref.max_pool2d_backward(dy, x, g.size, g.stride))):
+        np.testing.assert_array_equal(y, ty.detach().numpy().astype(dtype), err_msg=f"{name} forward")
+        np.testing.assert_array_equal(dx, tx.grad.numpy().astype(dtype), err_msg=f"{name} backward")
+
+
+def test_max_pool_nan_rule_on_one_window():
+    from nptl import ops
+    from nptl.kernels import reference as ref
+
+    x = np.array([[[[1.0, np.nan], [np.nan, 2.0]]]], np.float32)   # NaN wins; gradient to the last NaN
+    for fwd, bwd in ((ops.max_pool2d, ops.max_pool2d_backward), (ref.max_pool2d, ref.max_pool2d_backward)):
+        assert np.isnan(fwd(x, 2)).all()
+        np.testing.assert_array_equal(bwd(np.ones((1, 1, 1, 1), np.float32), x, 2)[0, 0], [[0, 0], [1, 0]])
+
+
+# -- empty or too-small splits ---------------------------------------------------------------------
+def test_validation_split_that_rounds_to_zero_is_refused_with_the_numbers():
+    from nptl.data import train_val_split
+
+    x = np.zeros((20, 1, 4, 4), np.float32)
+    y = np.repeat(np.arange(10), 2)
+    with pytest.raises(ValueError, match=r"val_fraction 0\.1 gives an empty split: 20 examples in 10 classes, "
+                                         r"2 to 2 per class.*at least 5 examples"):
+        train_val_split(x, y, 0.1)
+    xt, yt, xv, yv = train_val_split(x, y, 0.25)  # round(2 × 0.25) = 1 per class
+    assert len(xv) == 10 and len(xt) == 10
+
+
+def test_empty_validation_data_is_refused_before_training():
+    import nptl
+
+    x, y = _toy()
+    model = _model()
+    before = _params(model)
+    with pytest.raises(ValueError, match="validation_data has 0 images"):
+        nptl.fit(model, x, y, nptl.optim.SGD(model, lr=0.1), validation_data=(x[:0], y[:0]), progress=False)
+    assert _same(model, before)
+
+
+def test_image_folder_too_small_for_a_test_split(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    from nptl.data import DataError, load_image_folder_splits
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        Image.new("L", (6, 6)).save(tmp_path / cls / "one.png")
+    with pytest.raises(DataError, match=r"cannot hold out a test split: test_fraction 0\.2 gives an empty split: "
+                                        r"2 examples in 2 classes, 1 to 1 per class"):
+        load_image_folder_splits(tmp_path)
