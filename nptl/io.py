@@ -60,15 +60,28 @@ Atomicity: :func:`save` writes a hidden temporary file next to the target
 target.  A reader therefore sees either the previous checkpoint or the new one, never a
 partial file.  On an exception the temporary file is removed and the previous checkpoint
 is untouched; a process killed mid-save (SIGKILL, power loss) cannot clean up, so a stale
-``.<name>.*.tmp`` may remain -- the checkpoint at ``path`` is still the previous one.
+``.<name>.*.tmp`` may remain -- the checkpoint at ``path`` is still the previous one -- until
+the next successful save to ``path`` removes it (:func:`sweep_stale_temp_files`: only files of
+that name pattern, owned by the user and older than the running save).
+
+Reading never trusts what the file declares (see :mod:`nptl.limits`): the zip directory's entry
+sizes, every ``.npy`` header and the JSON header (every layer config value by the kind of its
+key, the input shape, the parameter shapes) are checked with exact integer arithmetic, and the
+shapes the architecture will create (``Layer.array_shapes``) compared with the file, before any
+entry is decompressed or any layer is built.  Caps: one entry and the parameters in total at
+most ``NPTL_MAX_ARRAY_BYTES`` (default 1 GiB), all entries together 4 times that.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
+import stat
 import struct
 import tempfile
+import time
 import tokenize
 import zipfile
 import zlib
@@ -79,6 +92,7 @@ import numpy as np
 
 from .graph import Block, Residual, Sequential
 from .layers import LAYER_TYPES
+from .limits import array_bytes, exceeds_array_cap
 from .torch_weights import WeightsError, export_torch, import_torch  # noqa: F401  (PyTorch state dicts)
 
 #: the composite layers a checkpoint can hold (their entries list their children's)
@@ -93,6 +107,25 @@ __all__ = ["CheckpointError", "Checkpoint", "save", "load", "load_checkpoint", "
            "read_metadata", "FORMAT_NAME", "FORMAT_VERSION", "HEADER_KEY"]
 
 _PARAM_DTYPES = ("float32", "float64")
+_MAX_HEADER_BYTES = 16 << 20
+#: All entries of an archive together may declare this many times NPTL_MAX_ARRAY_BYTES (room for
+#: the parameters plus optimizer state such as Adam's two moments).
+_TOTAL_CAP_FACTOR = 4
+
+# Layer configs are checked before any layer is built, by the *kind* of each key rather than
+# per layer type, so that every layer -- including ones added later -- is covered: a key's kind
+# comes from _CONFIG_KEY_KINDS (keys not listed are counts), integers are bounded in magnitude
+# by their kind's limit (constructors still check signs and meaning), floats must be finite,
+# strings and lists short, nested objects (the layers of a block) are checked the same way.
+_CONFIG_LIMITS = {"count": 1 << 20, "size": 1 << 12, "shape": 1 << 16}
+_CONFIG_KEY_KINDS = {
+    **dict.fromkeys(("kernel_size", "size", "pool_size", "stride", "strides", "padding", "dilation",
+                     "output_padding", "scale", "scale_factor"), "size"),
+    **dict.fromkeys(("input_shape", "shape", "target_shape", "output_shape"), "shape"),
+}
+_MAX_CONFIG_DEPTH = 16
+_MAX_CONFIG_LIST = 4096
+_MAX_CONFIG_STRING = 1024
 _EXTRA_KINDS = "biufcUS"  # numeric, bool, unicode and byte strings: nothing that needs pickle
 # What a damaged or foreign file is known to make numpy/zipfile raise (fuzzing found, besides
 # the obvious ones: RuntimeError "file is encrypted" from a flipped zip flag bit, and
@@ -258,6 +291,7 @@ def save(model: Sequential, path, extra=None, extra_arrays: dict | None = None,
     (``os.replace``): on any exception the temporary file is removed and an existing
     checkpoint at ``path`` is left untouched.  See the module docstring for the format.
     """
+    started = time.time()
     arrays = _collect_arrays(model, extra, extra_arrays)
     target = os.fspath(path)
     if not target.endswith(".npz"):
@@ -283,7 +317,35 @@ def save(model: Sequential, path, extra=None, extra_arrays: dict | None = None,
             pass
         raise
     _fsync_dir(directory)
+    sweep_stale_temp_files(target, older_than=started)
     return Path(target)
+
+
+def sweep_stale_temp_files(path, older_than: float) -> list[str]:
+    """Remove the temp files that killed saves to ``path`` left behind: regular files (not
+    links) in its directory, owned by this user, named as :func:`save` names them
+    (``.<name>.<8 random characters>.tmp``) and last modified before ``older_than`` (a
+    ``time.time()``; :func:`save` passes its own start, so a concurrent save still writing is
+    never touched).  Returns the names removed; errors are ignored (best effort)."""
+    directory, base = os.path.split(os.path.abspath(os.fspath(path)))
+    pattern = re.compile(re.escape(f".{base}.") + r"[a-z0-9_]{8}\.tmp")
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if not pattern.fullmatch(name):
+            continue
+        full = os.path.join(directory, name)
+        try:
+            st = os.lstat(full)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and st.st_mtime < older_than:
+                os.unlink(full)
+                removed.append(name)
+        except OSError:
+            pass
+    return removed
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -305,10 +367,81 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
+def _npy_header(fh) -> tuple[tuple, np.dtype]:
+    """``(shape, dtype)`` from the ``.npy`` header at the start of ``fh`` (numpy bounds the
+    header's length; nothing else is read)."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    return tuple(shape), dtype
+
+
+class _Archive:
+    """The members of an ``.npz`` opened with :mod:`zipfile`, read one at a time and only after
+    what they declare (zip directory size, ``.npy`` header dtype and shape) has been checked:
+    nothing is decompressed or allocated beyond what the checks accepted."""
+
+    def __init__(self, path: str, zf: zipfile.ZipFile):
+        self.path, self.zf = path, zf
+        self.members: dict[str, zipfile.ZipInfo] = {}
+        for info in zf.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if name in self.members:
+                _fail(path, f"entry '{name}' appears twice in the archive")
+            self.members[name] = info
+        self.files = list(self.members)
+        declared = sum(info.file_size for info in self.members.values())
+        too_big = exceeds_array_cap(declared // _TOTAL_CAP_FACTOR,
+                                    f"the archive's {len(self.members)} entries (declared {declared:,} bytes "
+                                    f"in all, counted 1/{_TOTAL_CAP_FACTOR})")
+        if too_big:
+            _fail(path, too_big)
+        for name, info in self.members.items():
+            too_big = exceeds_array_cap(info.file_size, f"entry '{name}'")
+            if too_big:
+                _fail(path, too_big)
+
+    def describe(self, name: str) -> tuple[np.dtype, tuple]:
+        """``(dtype, shape)`` from the entry's ``.npy`` header, after checking that the entry
+        holds exactly the bytes they need and no Python objects (which would need pickle)."""
+        info = self.members[name]
+        try:
+            with self.zf.open(info) as fh:
+                shape, dtype = _npy_header(fh)
+                offset = fh.tell()
+        except Exception as e:  # untrusted bytes: anything numpy/zipfile raises means a bad entry
+            _fail(self.path, f"entry '{name}' is unreadable (corrupt, truncated, or not a .npy array): "
+                             f"{_describe(e)}", e)
+        if dtype.hasobject:
+            _fail(self.path, f"entry '{name}' is unreadable: a pickled/object array ({dtype}), which is never "
+                             f"loaded")
+        nbytes = array_bytes(shape, dtype.itemsize)
+        if offset + nbytes != info.file_size:
+            _fail(self.path, f"entry '{name}': its .npy header declares {dtype} {shape} ({nbytes:,} bytes) but "
+                             f"the entry holds {info.file_size - offset:,} bytes of data")
+        return dtype, tuple(shape)
+
+    def read(self, name: str) -> np.ndarray:
+        """The entry's array (its header checked by :meth:`describe` first)."""
+        self.describe(name)
+        try:
+            with self.zf.open(self.members[name]) as fh:
+                value = np.lib.format.read_array(fh, allow_pickle=False)
+        except Exception as e:  # untrusted bytes, as in describe
+            _fail(self.path, f"entry '{name}' is unreadable (corrupt, truncated, or a pickled/object array, "
+                             f"which is never loaded): {_describe(e)}", e)
+        return value
+
+
 @contextlib.contextmanager
 def _open(path):
-    """``np.load`` the archive (never with pickle); yields ``(resolved_path, NpzFile)``.  The
-    file is opened here, not by numpy, so it is closed even when numpy fails half-way."""
+    """Open the archive with :mod:`zipfile` (never with pickle); yields ``(resolved_path,
+    _Archive)``.  The zip directory is read and every entry's declared size checked against
+    ``NPTL_MAX_ARRAY_BYTES`` before any entry is read."""
     p = _resolve(path)
     if not os.path.exists(p):
         tried = f"'{p}' does not exist" if p.endswith(".npz") else f"neither '{p}' nor '{p}.npz' exists"
@@ -327,26 +460,20 @@ def _open(path):
         if magic not in (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUM"):
             found = "an empty file" if not magic else f"a file starting with {fh.read(16)!r}"
             _fail(p, f"not a readable .npz archive (a zip of arrays, as nptl.io.save writes): found {found}")
+        if fh.read(6) == b"\x93NUMPY":
+            fh.seek(0)
+            try:
+                shape = _npy_header(fh)[0]
+            except Exception:  # untrusted bytes
+                shape = "?"
+            _fail(p, f"expected an .npz archive (zip of arrays), found a single .npy array of shape {shape}")
+        fh.seek(0)
         try:
-            f = np.load(fh, allow_pickle=False)
-        except Exception as e:  # untrusted bytes: anything numpy/zipfile raises means a bad file
+            zf = zipfile.ZipFile(fh)
+        except Exception as e:  # untrusted bytes: anything zipfile raises means a bad file
             _fail(p, f"not a readable .npz archive (truncated, corrupt or another format): {_describe(e)}", e)
-        if not isinstance(f, np.lib.npyio.NpzFile):
-            _fail(p, f"expected an .npz archive (zip of arrays), found a single .npy array of shape "
-                     f"{getattr(f, 'shape', '?')}")
-        with f:
-            yield p, f
-
-
-def _read_entry(path, f, name: str) -> np.ndarray:
-    try:
-        value = f[name]
-    except Exception as e:  # untrusted bytes, as in _open
-        _fail(path, f"entry '{name}' is unreadable (corrupt, truncated, or a pickled/object array, which "
-                    f"is never loaded): {_describe(e)}", e)
-    if not isinstance(value, np.ndarray):
-        _fail(path, f"entry '{name}' is not a .npy array")
-    return value
+        with zf:
+            yield p, _Archive(p, zf)
 
 
 def _check_type(path, where: str, value, types, expected: str):
@@ -448,12 +575,68 @@ def _header_leaves(entries: list) -> list:
     return [(p, e) for p, e in _header_named(entries) if e["type"] not in BLOCK_TYPES]
 
 
-def _read_header(path, f) -> dict:
+def _check_config(path, where: str, key: str, value, depth: int = 0) -> None:
+    """Bound one config value by its key's kind (see ``_CONFIG_LIMITS``), recursively."""
+    if depth > _MAX_CONFIG_DEPTH:
+        _fail(path, f"header field {where}: nested more than {_MAX_CONFIG_DEPTH} levels deep")
+    kind = _CONFIG_KEY_KINDS.get(key, "count")
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        limit = _CONFIG_LIMITS[kind]
+        if abs(value) > limit:
+            _fail(path, f"header field {where}: {value} is beyond the limit for a {kind} "
+                        f"(|value| <= {limit}); a checkpoint never needs it")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            _fail(path, f"header field {where}: expected a finite number, found {value}")
+    elif isinstance(value, str):
+        if len(value) > _MAX_CONFIG_STRING:
+            _fail(path, f"header field {where}: a string of {len(value)} characters (at most "
+                        f"{_MAX_CONFIG_STRING})")
+    elif isinstance(value, list):
+        if len(value) > _MAX_CONFIG_LIST:
+            _fail(path, f"header field {where}: a list of {len(value)} items (at most {_MAX_CONFIG_LIST})")
+        for i, item in enumerate(value):
+            _check_config(path, f"{where}[{i}]", key, item, depth + 1)
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            _check_config(path, f"{where}.{k}", k, item, depth + 1)
+    else:  # json.loads yields nothing else
+        _fail(path, f"header field {where}: unexpected value {value!r}")
+
+
+def _check_sizes(path, meta: dict) -> None:
+    """Everything the header says will be allocated, checked with exact integers: the layer
+    configs, one image of ``input_shape`` and the parameters (each and in total)."""
+    itemsize = np.dtype(meta["dtype"]).itemsize
+    shape = meta["input_shape"]
+    _check_config(path, "input_shape", "input_shape", shape)
+    too_big = exceeds_array_cap(array_bytes(shape, itemsize), f"one input of shape {tuple(shape)}")
+    if too_big:
+        _fail(path, f"header field input_shape: {too_big}")
+    total = 0
+    for name, entry in _header_named(meta["layers"]):
+        _check_config(path, f"{name}.config", "config", entry["config"])
+    for _, entry in _header_leaves(meta["layers"]):
+        for pshape in entry["params"].values():
+            total += array_bytes(pshape, itemsize)
+    too_big = exceeds_array_cap(total, "the parameters listed in the header")
+    if too_big:
+        _fail(path, f"header: {too_big}")
+
+
+def _read_header(path, f: _Archive) -> dict:
     if HEADER_KEY not in f.files:
         shown = sorted(f.files)[:8]
         _fail(path, f"missing the architecture entry '{HEADER_KEY}' (not an nptl checkpoint?); found "
                     f"entries {shown}{' ...' if len(f.files) > 8 else ''}")
-    return _parse_header(path, _read_entry(path, f, HEADER_KEY))
+    if f.members[HEADER_KEY].file_size > _MAX_HEADER_BYTES:
+        _fail(path, f"header entry '{HEADER_KEY}' declares {f.members[HEADER_KEY].file_size:,} bytes, more than "
+                    f"the {_MAX_HEADER_BYTES:,} a header may take")
+    meta = _parse_header(path, f.read(HEADER_KEY))
+    _check_sizes(path, meta)
+    return meta
 
 
 def read_metadata(path) -> dict:
@@ -483,47 +666,66 @@ def _read_all(path) -> _Contents:
     with _open(path) as (p, f):
         try:
             meta = _read_header(p, f)
-            entries = {name: _read_entry(p, f, name) for name in f.files if name != HEADER_KEY}
+            entries = {name: f.describe(name) for name in f.files if name != HEADER_KEY}
+            dtype = meta["dtype"]
+            problems, wanted_params, wanted_extra = [], [], []
+            for lname, entry in _header_leaves(meta["layers"]):
+                for key, shape in entry["params"].items():
+                    full = f"{lname}.{key}"
+                    found = entries.pop(full, None)
+                    if found is None:
+                        problems.append(f"{full}: expected a {dtype} array of shape {tuple(shape)}, found no such "
+                                        f"entry")
+                    elif found[0].name != dtype or found[1] != tuple(shape):
+                        problems.append(f"{full}: expected {dtype} {tuple(shape)}, found {found[0]} {found[1]}")
+                    else:
+                        wanted_params.append(full)
+                for key, shape in entry.get("buffers", {}).items():
+                    full = f"{lname}.{key}"
+                    found = entries.pop(full, None)
+                    if found is None:
+                        problems.append(f"{full}: expected a buffer of shape {tuple(shape)}, found no such entry")
+                    elif found[0].name not in (dtype, "int64") or found[1] != tuple(shape):
+                        problems.append(f"{full}: expected a {dtype} or int64 buffer {tuple(shape)}, found "
+                                        f"{found[0]} {found[1]}")
+                    else:
+                        wanted_params.append(full)
+            for name in meta.get("extra_arrays", []):
+                found = entries.pop(name, None)
+                if found is None:
+                    problems.append(f"{name}: listed in extra_arrays, found no such entry")
+                elif found[0].kind not in _EXTRA_KINDS:
+                    problems.append(f"{name}: extra array of unsupported dtype {found[0]}")
+                else:
+                    wanted_extra.append(name)
+            if entries:
+                problems.append(f"unexpected entries not listed in the header: {sorted(entries)}")
+            if problems:
+                _fail(p, "archive does not match its header:\n  " + "\n  ".join(problems))
+            params = {name: f.read(name) for name in wanted_params}
+            extra_arrays = {name: f.read(name) for name in wanted_extra}
         except CheckpointError:
             raise
         except _READ_ERRORS as e:
             _fail(p, f"corrupt archive: {_describe(e)}", e)
-    dtype = meta["dtype"]
-    problems, params = [], {}
-    for lname, entry in _header_leaves(meta["layers"]):
-        for key, shape in entry["params"].items():
-            full = f"{lname}.{key}"
-            arr = entries.pop(full, None)
-            if arr is None:
-                problems.append(f"{full}: expected a {dtype} array of shape {tuple(shape)}, found no such entry")
-            elif arr.dtype.name != dtype or arr.shape != tuple(shape):
-                problems.append(f"{full}: expected {dtype} {tuple(shape)}, found {arr.dtype} {arr.shape}")
-            else:
-                params[full] = arr
-        for key, shape in entry.get("buffers", {}).items():
-            full = f"{lname}.{key}"
-            arr = entries.pop(full, None)
-            if arr is None:
-                problems.append(f"{full}: expected a buffer of shape {tuple(shape)}, found no such entry")
-            elif arr.dtype.name not in (dtype, "int64") or arr.shape != tuple(shape):
-                problems.append(f"{full}: expected a {dtype} or int64 buffer {tuple(shape)}, found "
-                                f"{arr.dtype} {arr.shape}")
-            else:
-                params[full] = arr
-    extra_arrays = {}
-    for name in meta.get("extra_arrays", []):
-        arr = entries.pop(name, None)
-        if arr is None:
-            problems.append(f"{name}: listed in extra_arrays, found no such entry")
-        elif arr.dtype.kind not in _EXTRA_KINDS:
-            problems.append(f"{name}: extra array of unsupported dtype {arr.dtype}")
-        else:
-            extra_arrays[name] = arr
-    if entries:
-        problems.append(f"unexpected entries not listed in the header: {sorted(entries)}")
-    if problems:
-        _fail(p, "archive does not match its header:\n  " + "\n  ".join(problems))
     return _Contents(p, meta, params, extra_arrays)
+
+
+def _param_mismatches(name: str, want: dict, listed: dict, dtypes) -> list[str]:
+    """How the arrays an architecture needs (``want``: key -> shape) differ from those the
+    header lists (parameters and buffers); ``dtypes`` is the model's dtype or key -> dtype."""
+    problems = []
+    for key in dict.fromkeys([*want, *listed]):
+        if key not in listed:
+            dtype = dtypes[key] if isinstance(dtypes, dict) else dtypes
+            problems.append(f"{name}.{key}: the architecture needs {dtype} {tuple(want[key])}, found no such entry")
+        elif key not in want:
+            problems.append(f"{name}.{key}: the architecture has no such parameter, found an entry "
+                            f"of shape {tuple(listed[key])}")
+        elif tuple(want[key]) != tuple(listed[key]):
+            problems.append(f"{name}.{key}: the architecture needs shape {tuple(want[key])}, found "
+                            f"{tuple(listed[key])}")
+    return problems
 
 
 def _construct(p, entry: dict, where: str):
@@ -549,33 +751,54 @@ def _construct(p, entry: dict, where: str):
         _fail(p, f"{where}: cannot construct {kind}(**{config}): {_describe(e)}", e)
 
 
+def _plan(layer, shape: tuple, path: str):
+    """``(dotted name, leaf layer, array_shapes or None, output shape)`` of every non-block layer
+    in ``layer`` receiving per-sample ``shape``, computed from shapes alone (nothing is built)."""
+    if isinstance(layer, Block):
+        for child, child_shape in layer.child_input_shapes(shape):
+            yield from _plan(child, tuple(child_shape), f"{path}.{child.name}")
+    else:
+        yield path, layer, layer.array_shapes(shape), tuple(layer.output_shape(shape))
+
+
 def _build(c: _Contents) -> Sequential:
     """Rebuild the model from the header and copy the weights in."""
     meta, p = c.meta, c.path
     layers = [_construct(p, e, f"layers[{i}]") for i, e in enumerate(meta["layers"])]
+    # before anything is allocated: the shape every layer outputs and the arrays it will create
+    # (Layer.array_shapes: parameters and buffers), against the cap and the arrays in the file
+    header_leaves = dict(_header_leaves(meta["layers"]))
+    shape, problems, itemsize = tuple(meta["input_shape"]), [], np.dtype(meta["dtype"]).itemsize
+    try:
+        for layer in layers:
+            for path, leaf, want, out in _plan(layer, shape, layer.name):
+                too_big = exceeds_array_cap(array_bytes(out, itemsize), f"the output of layer '{path}' for one input")
+                if too_big:
+                    _fail(p, f"cannot build the architecture for input_shape {tuple(meta['input_shape'])}: {too_big}")
+                if want is not None:
+                    problems += _param_mismatches(path, want, _listed(header_leaves[path])
+                                                  if path in header_leaves else {}, meta["dtype"])
+            shape = tuple(layer.output_shape(shape))
+    except (TypeError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        _fail(p, f"cannot build the architecture for input_shape {tuple(meta['input_shape'])}: {_describe(e)}", e)
+    if problems:
+        _fail(p, "parameters do not match the architecture:\n  " + "\n  ".join(problems))
     try:
         model = Sequential(layers, input_shape=tuple(meta["input_shape"]), seed=meta["seed"],
                            dtype=meta["dtype"], name=meta["name"])
     except (TypeError, ValueError) as e:
         _fail(p, f"cannot build the architecture for input_shape {tuple(meta['input_shape'])}: {_describe(e)}", e)
     pairs = list(zip(model.leaves(), _header_leaves(meta["layers"])))
-    problems = []
-    for (path, layer), (_, entry) in pairs:
-        listed, stored = _listed(entry), _stored(layer)
-        for key in dict.fromkeys([*stored, *listed]):
-            want = stored.get(key)
-            if key not in listed:
-                problems.append(f"{path}.{key}: the architecture needs {want.dtype} {want.shape}, "
-                                f"found no such entry")
-            elif want is None:
-                problems.append(f"{path}.{key}: the architecture has no such parameter, found an entry "
-                                f"of shape {tuple(listed[key])}")
-            elif want.shape != tuple(listed[key]):
-                problems.append(f"{path}.{key}: the architecture needs shape {want.shape}, found "
-                                f"{tuple(listed[key])}")
-            elif want.dtype != c.params[f"{path}.{key}"].dtype:
-                problems.append(f"{path}.{key}: the architecture needs dtype {want.dtype}, found "
-                                f"{c.params[f'{path}.{key}'].dtype}")
+    for (path, layer), (_, entry) in pairs:  # what was built (layers without array_shapes), and dtypes
+        stored, listed = _stored(layer), _listed(entry)
+        problems += _param_mismatches(path, {k: v.shape for k, v in stored.items()}, listed,
+                                      {k: v.dtype for k, v in stored.items()})
+        problems += [f"{path}.{key}: the architecture needs dtype {want.dtype}, found {c.params[f'{path}.{key}'].dtype}"
+                     for key, want in stored.items()
+                     if key in listed and want.shape == tuple(listed[key])
+                     and want.dtype != c.params[f"{path}.{key}"].dtype]
     if problems:
         _fail(p, "parameters do not match the architecture:\n  " + "\n  ".join(problems))
     for (path, layer), (_, entry) in pairs:

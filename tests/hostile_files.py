@@ -220,9 +220,9 @@ print(json.dumps({"seconds": dt, "peak_mb": resource.getrusage(resource.RUSAGE_S
 """
 
 
-def measure(selected=(), timeout=300):
+def measure(selected=(), timeout=300, root=None):
     rows = []
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root)
     with tempfile.TemporaryDirectory() as d:
         for name, build, stmt in _cases():
@@ -257,10 +257,11 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cases", nargs="*", help="substrings of case names (default: all)")
     ap.add_argument("--out", help="write the rows as JSON")
+    ap.add_argument("--root", help="the source tree whose nptl reads the files (default: this one)")
     args = ap.parse_args()
     print("| case | file MB | seconds | peak RSS MB | RSS after imports MB | outcome |")
     print("|---|---|---|---|---|---|")
-    result = measure(args.cases)
+    result = measure(args.cases, root=args.root)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)

@@ -342,3 +342,229 @@ def test_image_folder_too_small_for_a_test_split(tmp_path):
     with pytest.raises(DataError, match=r"cannot hold out a test split: test_fraction 0\.2 gives an empty split: "
                                         r"2 examples in 2 classes, 1 to 1 per class"):
         load_image_folder_splits(tmp_path)
+
+
+# -- hostile files: every reader bounds memory by what it accepts --------------------------------
+from tests import hostile_files as hf  # noqa: E402
+
+MiB = 1 << 20
+
+
+def rejected(fn, error, *patterns, peak_mb=16):
+    """Call ``fn``; it must raise ``error`` whose message matches every pattern, having
+    allocated at most ``peak_mb`` MB on the way (tracemalloc sees numpy's buffers)."""
+    import re
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(error) as info:
+            fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    for p in patterns:
+        assert re.search(p, str(info.value)), (p, str(info.value))
+    assert peak < peak_mb * MiB, f"rejecting took {peak / MiB:.1f} MB"
+    return info.value
+
+
+def test_idx_gzip_bomb_is_rejected_after_the_declared_payload(tmp_path):
+    from nptl.data import DataError, read_idx
+
+    path = hf.gzip_bomb_idx(tmp_path / "bomb.gz", (10, 28, 28), 64 * MiB)  # 64 KB on disk
+    assert path.stat().st_size < MiB
+    rejected(lambda: read_idx(path), DataError, str(path), r"more than 1048576 trailing bytes", peak_mb=4)
+
+
+def test_idx_declaring_more_than_the_cap_is_rejected_before_reading(tmp_path, monkeypatch):
+    from nptl.data import DataError, read_idx
+
+    monkeypatch.setenv("NPTL_MAX_ARRAY_BYTES", "1M")
+    path = hf.gzip_bomb_idx(tmp_path / "big.gz", (4, 1024, 1024), 4 * MiB)
+    rejected(lambda: read_idx(path), DataError, str(path), r"would need 4,194,304 bytes, more than the "
+             r"1,048,576-byte cap \(NPTL_MAX_ARRAY_BYTES", peak_mb=1)
+
+
+@pytest.mark.parametrize("dims, nbytes", [((65536,) * 4, 2**64), ((2**32 - 1,) * 2, (2**32 - 1) ** 2),
+                                          ((2**32 - 1,) * 3, (2**32 - 1) ** 3)],
+                         ids=["wraps-to-0", "(2^32-1)^2", "(2^32-1)^3"])
+def test_idx_dimensions_that_overflow_int64_are_sized_exactly(tmp_path, dims, nbytes):
+    from nptl.data import DataError, read_idx
+
+    path = hf.raw_idx(tmp_path / "dims.idx", dims)
+    rejected(lambda: read_idx(path), DataError, str(path), rf"would need {nbytes:,} bytes", peak_mb=1)
+
+
+def test_idx_within_the_cap_still_reads(tmp_path, monkeypatch):
+    from nptl.data import read_idx
+
+    monkeypatch.setenv("NPTL_MAX_ARRAY_BYTES", "1000")
+    arr = np.arange(1000, dtype=np.uint8).reshape(10, 100)
+    path = hf.raw_idx(tmp_path / "ok.idx", arr.shape, arr.tobytes())
+    np.testing.assert_array_equal(read_idx(path), arr)
+
+
+def test_cifar_batch_larger_than_the_cap_is_rejected_from_its_size(tmp_path, monkeypatch):
+    from nptl.data import DataError, read_cifar10_batch
+
+    monkeypatch.setenv("NPTL_MAX_ARRAY_BYTES", "1M")
+    path = hf.sparse_cifar(tmp_path / "data_batch_1.bin", 1000)  # 3 MB, sparse
+    rejected(lambda: read_cifar10_batch(path), DataError, str(path), r"a batch of 1,000 records would need "
+             r"3,073,000 bytes", peak_mb=1)
+
+
+def test_image_bombs_are_rejected_from_the_header(tmp_path, monkeypatch):
+    pytest.importorskip("PIL")
+    from nptl.data import DataError, load_image_folder
+
+    folder = hf.image_folder_bomb(tmp_path / "f", 6000)  # 36 Mpixel > the default 2**25 cap, 36 KB on disk
+    bomb = folder / "b" / "bomb.png"
+    rejected(lambda: load_image_folder(folder), DataError, str(bomb), r"6000×6000 = 36,000,000 pixels, more than "
+             r"the 33,554,432-pixel cap \(NPTL_MAX_IMAGE_PIXELS", peak_mb=8)
+    monkeypatch.setenv("NPTL_MAX_ARRAY_BYTES", "10000")  # 3 images of 28×28 float32 = 9408 bytes fit
+    (bomb).unlink()
+    assert load_image_folder(folder)[0].shape == (2, 28, 28)
+    rejected(lambda: load_image_folder(folder, size=64), DataError, str(folder),
+             r"2 images of 64×64 as float32 would need 32,768 bytes")
+
+
+def json_nest(depth):
+    value = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def base_checkpoint(tmp_path_factory):
+    return hf.small_checkpoint(tmp_path_factory.mktemp("ck") / "base.npz")
+
+
+@pytest.mark.parametrize("edit, patterns", [
+    (hf.set_config("conv1", "filters", 10**9), [r"layers\[0\]\.config\.filters: 1000000000 is beyond the limit for a "
+                                                r"count"]),
+    (hf.set_config("dense1", "units", 2**40), [r"config\.units: 1099511627776 is beyond the limit"]),
+    (hf.set_config("conv1", "kernel_size", [3, 10**5]), [r"config\.kernel_size\[1\]: 100000 is beyond the limit for "
+                                                         r"a size"]),
+    (hf.set_input_shape((1, 3000, 3000)), [r"cannot build the architecture for input_shape \(1, 3000, 3000\): the "
+                                           r"output of layers\[0\] for one input would need 1,150,464,512 bytes"]),
+    (hf.set_input_shape((1, 300, 300)), [r"parameters do not match the architecture",
+                                         r"dense1\.w: the architecture needs shape \(322624, 64\), found \(576, 64\)"]),
+    (hf.set_input_shape((1, 2**16, 2**16)), [r"one input of shape \(1, 65536, 65536\) would need 17,179,869,184 "
+                                             r"bytes"]),
+    (hf.set_input_shape((1, 10**6, 28)), [r"input_shape\[1\]: 1000000 is beyond the limit for a shape"]),
+    (hf.set_config("conv1", "momentum", float("nan")), [r"config\.momentum: expected a finite number"]),
+    (hf.set_config("conv1", "nested", {"a": json_nest(20)}), [r"nested more than 16 levels"]),
+    (lambda m: hf.layer_config(m, "dense1")["params"].update(w=[2**20, 2**20]),
+     [r"the parameters listed in the header would need 4,398,04\d,\d{3},\d{3} bytes"]),
+], ids=["filters", "units", "kernel", "input-3000", "input-300", "input-huge", "input-dim", "nan-config", "deep", "params"])
+def test_checkpoint_headers_asking_for_too_much_are_rejected_before_building(base_checkpoint, tmp_path, edit, patterns):
+    import nptl.io
+
+    bad = hf.edit_checkpoint(base_checkpoint, tmp_path / "bad.npz", edit)
+    for read in (nptl.io.load, nptl.io.read_metadata, nptl.io.load_checkpoint):
+        if read is nptl.io.read_metadata and "architecture" in " ".join(patterns):
+            continue  # the header alone is consistent: only building would show the mismatch
+        rejected(lambda: read(bad), nptl.io.CheckpointError, rf"checkpoint '{bad}'", *patterns, peak_mb=8)
+
+
+def test_config_limits_cover_layer_types_added_later(base_checkpoint, tmp_path, monkeypatch):
+    """A layer type the loader has never heard of gets the same limits, by key kind."""
+    import nptl.io
+    from nptl.layers import LAYER_TYPES, ReLU
+
+    class Widen(ReLU):
+        def __init__(self, channels=1, pool_size=1, name=None):
+            super().__init__(name=name)
+
+    monkeypatch.setitem(LAYER_TYPES, "Widen", Widen)
+
+    def edit(meta):
+        meta["layers"][1].update(type="Widen", config={"name": "relu1", "channels": 10**7, "pool_size": 3})
+    bad = hf.edit_checkpoint(base_checkpoint, tmp_path / "new.npz", edit)
+    rejected(lambda: nptl.io.load(bad), nptl.io.CheckpointError, r"config\.channels: 10000000 is beyond the limit "
+             r"for a count")
+
+    def edit2(meta):
+        meta["layers"][1].update(type="Widen", config={"name": "relu1", "channels": 8, "pool_size": 5000})
+    bad = hf.edit_checkpoint(base_checkpoint, tmp_path / "new2.npz", edit2)
+    rejected(lambda: nptl.io.load(bad), nptl.io.CheckpointError, r"config\.pool_size: 5000 is beyond the limit for a "
+             r"size")
+
+
+def test_every_layer_type_with_parameters_declares_their_shapes():
+    """Checkpoint loading compares ``array_shapes`` with the file before building: a layer type
+    with parameters must compute them without allocating."""
+    import nptl
+    from nptl.layers import LAYER_TYPES, Layer
+
+    for name, cls in LAYER_TYPES.items():
+        if cls._init_params is not Layer._init_params:
+            assert cls.array_shapes is not Layer.array_shapes, f"{name} has parameters but no array_shapes"
+    model = nptl.seed_cnn(input_shape=(3, 32, 32), num_classes=7, seed=0)
+    shape = model.input_shape
+    for layer in model.layers:  # and they agree with what build made
+        assert layer.array_shapes(shape) == {k: v.shape for k, v in {**layer.params, **layer.buffers}.items()}, \
+            layer.name
+        shape = layer.output_shape(shape)
+
+
+@pytest.mark.parametrize("member, patterns", [
+    ("junk", [r"entry 'junk' would need 2,097,\d+ bytes, more than the 1,048,576-byte cap"]),
+    ("listed", [r"entry 'optim/m' would need 2,097,\d+ bytes"]),
+    ("lying-header", [r"entry 'conv1\.w': its \.npy header declares float32 \(100000, 100000\) "
+                      r"\(40,000,000,000 bytes\) but the entry holds 64 bytes"]),
+    ("many", [r"the archive's \d+ entries \(declared [\d,]+ bytes in all, counted 1/4\) would need"]),
+])
+def test_checkpoint_members_are_checked_before_any_is_read(base_checkpoint, tmp_path, monkeypatch, member, patterns):
+    import nptl.io
+
+    monkeypatch.setenv("NPTL_MAX_ARRAY_BYTES", "1M")
+    if member == "junk":
+        bad = hf.edit_checkpoint(base_checkpoint, tmp_path / "b.npz", add={"junk.npy": hf.deflated_zeros_member((MiB // 2,))})
+    elif member == "listed":
+        bad = hf.edit_checkpoint(base_checkpoint, tmp_path / "b.npz", lambda m: m["extra_arrays"].append("optim/m"),
+                                 add={"optim/m.npy": hf.deflated_zeros_member((MiB // 2,))})
+    elif member == "lying-header":
+        bad = hf.edit_checkpoint(base_checkpoint, tmp_path / "b.npz", drop=("conv1.w.npy",),
+                                 add={"conv1.w.npy": hf.lying_npy((100000, 100000))})
+    else:  # many entries, each under the cap, together over 4 caps
+        names = [f"optim/{i}" for i in range(5)]
+        bad = hf.edit_checkpoint(base_checkpoint, tmp_path / "b.npz", lambda m: m["extra_arrays"].extend(names),
+                                 add={f"{n}.npy": hf.deflated_zeros_member((MiB // 4 - 64,)) for n in names})
+    assert bad.stat().st_size < MiB
+    rejected(lambda: nptl.io.load(bad), nptl.io.CheckpointError, rf"checkpoint '{bad}'", *patterns, peak_mb=4)
+
+
+# -- stale temp files of killed saves ------------------------------------------------------------------
+def test_next_save_sweeps_only_stale_temp_files_of_the_same_checkpoint(tmp_path):
+    import time
+
+    import nptl.io
+    from nptl.models import seed_cnn
+
+    model = seed_cnn(input_shape=(1, 28, 28), num_classes=3, seed=0)
+    path = nptl.io.save(model, tmp_path / "ck.npz")
+    old = time.time() - 3600
+    stale = [tmp_path / f".ck.npz.{tag}.tmp" for tag in ("abcd1234", "zz_9y8x7")]  # as killed saves leave them
+    keep = {
+        "fresh": tmp_path / ".ck.npz.fresh123.tmp",       # a concurrent save, started after this one
+        "other": tmp_path / ".other.npz.abcd1234.tmp",    # another checkpoint's
+        "pattern": tmp_path / ".ck.npz.abc.tmp",          # not the temp-name pattern
+        "user": tmp_path / "ck.npz.abcd1234.tmp",         # not hidden: not ours
+    }
+    for f in [*stale, *keep.values()]:
+        f.write_bytes(b"partial")
+        os.utime(f, (old, old))
+    future = time.time() + 3600
+    os.utime(keep["fresh"], (future, future))
+    link = tmp_path / ".ck.npz.link0000.tmp"
+    link.symlink_to(keep["other"])
+    os.utime(link, (old, old), follow_symlinks=False)
+    nptl.io.save(model, path)
+    assert not any(f.exists() for f in stale)
+    assert all(f.exists() for f in keep.values()) and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".ck.npz.")) == \
+        [".ck.npz.abc.tmp", ".ck.npz.fresh123.tmp", ".ck.npz.link0000.tmp"]
+    nptl.io.load(path)

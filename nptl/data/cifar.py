@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..limits import exceeds_array_cap
 from .errors import DataError, DatasetNotFoundError
 from .splits import Splits
 
@@ -58,23 +59,32 @@ def read_cifar10_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
     Returns ``(images, labels)``: uint8 images of shape ``(N, 3, 32, 32)``
     (CHW, as stored) and int64 labels.  Raises :class:`DataError` naming the
     file if its size is not a positive multiple of 3073 bytes (truncated or
-    not a CIFAR-10 batch) or a label is greater than 9.
+    not a CIFAR-10 batch), exceeds ``NPTL_MAX_ARRAY_BYTES`` (checked from the
+    file size before reading; the official batches are 30 MB) or a label is
+    greater than 9.
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0 or size % CIFAR10_RECORD_BYTES:
+                whole, rest = divmod(size, CIFAR10_RECORD_BYTES)
+                raise DataError(
+                    f"{path}: expected a CIFAR-10 binary batch whose size is a positive multiple of "
+                    f"{CIFAR10_RECORD_BYTES} bytes (1 label + 3072 pixels per record), got {size} "
+                    f"bytes ({whole} records + {rest} extra bytes; truncated file?)"
+                )
+            too_big = exceeds_array_cap(size, f"a batch of {size // CIFAR10_RECORD_BYTES:,} records")
+            if too_big:
+                raise DataError(f"{path}: {too_big}")
+            records = np.fromfile(fh, dtype=np.uint8, count=size)
     except FileNotFoundError:
         raise DatasetNotFoundError(f"{path}: CIFAR-10 batch file not found") from None
     except IsADirectoryError:
         raise DataError(f"{path}: expected a CIFAR-10 batch file, found a directory") from None
-    if len(raw) == 0 or len(raw) % CIFAR10_RECORD_BYTES:
-        whole, rest = divmod(len(raw), CIFAR10_RECORD_BYTES)
-        raise DataError(
-            f"{path}: expected a CIFAR-10 binary batch whose size is a positive multiple of "
-            f"{CIFAR10_RECORD_BYTES} bytes (1 label + 3072 pixels per record), got {len(raw)} "
-            f"bytes ({whole} records + {rest} extra bytes; truncated file?)"
-        )
-    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, CIFAR10_RECORD_BYTES)
+    if records.size != size:
+        raise DataError(f"{path}: expected {size} bytes, read {records.size} (file changed while reading?)")
+    records = records.reshape(-1, CIFAR10_RECORD_BYTES)
     labels = records[:, 0].astype(np.int64)
     bad = np.flatnonzero(labels > 9)
     if bad.size:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..limits import array_bytes, exceeds_array_cap, max_image_pixels
 from .errors import DataError, DatasetNotFoundError
 from .splits import Splits
 from .transforms import to_nchw_float, train_val_split
@@ -102,23 +103,43 @@ def read_images(files: Sequence[Path], size: tuple[int, int] | int = (28, 28), c
 
     A grayscale file in rgb output (or a colour file in gray output) is converted and counted;
     the count is reported through ``log``.  A file Pillow cannot read is a :class:`DataError`
-    naming it, or with ``skip_bad_files`` reported through ``log`` and left out.
+    naming it, or with ``skip_bad_files`` reported through ``log`` and left out; so is an image
+    larger than ``NPTL_MAX_IMAGE_PIXELS`` (checked from its header, before decoding).  Images
+    whose float32 stack would exceed ``NPTL_MAX_ARRAY_BYTES`` are refused before any is read
+    (:mod:`nptl.limits`).
     """
     height, width = _parse_size(size)
     if color not in COLORS:
         raise ValueError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
     Image, ImageOps = _require_pillow()
     resample = getattr(getattr(Image, "Resampling", Image), "BILINEAR")
+    shape = (len(files), height, width) + ((3,) if color != "gray" else ())
+    too_big = exceeds_array_cap(array_bytes(shape, 4), f"{len(files)} images of {height}×{width} as float32")
+    if too_big:
+        raise DataError(f"{files[0]} and the {len(files) - 1} other file(s): {too_big}")
+    max_pixels = max_image_pixels()
     decoded, kept, gray_files, skipped = [], [], 0, []
     for i, f in enumerate(files):
         try:
-            with Image.open(f) as img:
+            with Image.open(f) as img:  # reads the header only: the size is known before decoding
+                if img.width * img.height > max_pixels:
+                    problem = (f"image of {img.width}×{img.height} = {img.width * img.height:,} pixels, more than "
+                               f"the {max_pixels:,}-pixel cap (NPTL_MAX_IMAGE_PIXELS; raise it if the file is "
+                               "trusted)")
+                    if not skip_bad_files:
+                        raise DataError(f"{f}: {problem}; not decoded")
+                    skipped.append(f)
+                    if log is not None:
+                        log(f"skipped {f}: {problem}")
+                    continue
                 img = ImageOps.exif_transpose(img)
                 is_gray = img.mode in _GRAY_MODES
                 img = img.convert("L" if is_gray else "RGB")
                 if img.size != (width, height):
                     img = img.resize((width, height), resample=resample)
                 decoded.append(np.asarray(img, dtype=np.uint8))
+        except DataError:
+            raise
         except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, ...
             if not skip_bad_files:
                 raise DataError(f"{f}: expected a readable PNG/JPEG image, but Pillow failed: {exc} "
@@ -191,7 +212,10 @@ def load_image_folder(
 
     Returns ``(x, y, class_names)`` with ``x`` uint8, ``y`` int64 and
     ``class_names`` a tuple.  Raises :class:`DataError` naming the path for
-    a missing/empty folder or an unreadable image.
+    a missing/empty folder, an unreadable image, an image larger than
+    ``NPTL_MAX_IMAGE_PIXELS`` (checked from its header, before decoding) or
+    a data set whose float32 array would exceed ``NPTL_MAX_ARRAY_BYTES``
+    (see :mod:`nptl.limits`).
     """
     directory = Path(directory)
     _parse_size(size)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..limits import array_bytes, exceeds_array_cap
 from .errors import DataError, DatasetNotFoundError
 from .splits import Splits
 from .transforms import to_nchw_float
@@ -74,45 +75,74 @@ _FILES = {
 }
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Return the (decompressed if gzip) content of ``path``."""
+#: Trailing bytes counted for the error message before giving up ("more than ...").
+_TRAILING_COUNTED = 1 << 20
+
+
+def _open_stream(path: Path):
+    """``path`` opened for reading, through a streaming gzip decoder if it starts with the
+    gzip magic bytes: nothing is decompressed before it is asked for."""
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
+        fh = open(path, "rb")
     except FileNotFoundError:
         raise DatasetNotFoundError(f"{path}: IDX file not found") from None
     except IsADirectoryError:
         raise DataError(f"{path}: expected an IDX file, found a directory") from None
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(
-                f"{path}: expected a valid gzip stream (file starts with gzip magic 1f 8b), "
-                f"but decompression failed: {exc}"
-            ) from None
-    return raw
+    if fh.read(2) == _GZIP_MAGIC:
+        fh.seek(0)
+        return gzip.GzipFile(fileobj=fh, mode="rb"), fh
+    fh.seek(0)
+    return fh, fh
+
+
+def _read_into(stream, buf: memoryview) -> int:
+    """Fill ``buf`` from ``stream``; returns the number of bytes read (short at end of file)."""
+    got = 0
+    while got < len(buf):
+        n = stream.readinto(buf[got:got + (16 << 20)])
+        if not n:
+            break
+        got += n
+    return got
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (raw or gzip-compressed) into a native-endian array.
 
-    Raises :class:`DataError` (naming ``path``) if the header is not a valid
-    IDX header, the payload is shorter than the dimensions require
-    (truncated file) or longer (trailing bytes).
+    The header is read first and the payload size it declares is computed exactly (Python
+    integers); a payload larger than ``NPTL_MAX_ARRAY_BYTES`` (:mod:`nptl.limits`, default
+    1 GiB) is refused before anything else is read.  Gzip files are decompressed as a stream
+    into the array itself, and at most 1 MiB beyond the declared payload is decompressed to
+    report trailing data: a gzip bomb costs what its header declares, not what it inflates to.
+
+    Raises :class:`DataError` (naming ``path``) if the header is not a valid IDX header, the
+    declared payload exceeds the cap, the payload is shorter than the dimensions require
+    (truncated file) or longer (trailing bytes), or the gzip stream is corrupt.
     """
     path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4:
+    stream, raw = _open_stream(path)
+    try:
+        with raw, stream:
+            return _read_idx_stream(path, stream)
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(
-            f"{path}: expected an IDX header of at least 4 bytes, got a file of {len(data)} bytes"
+            f"{path}: expected a valid gzip stream (file starts with gzip magic 1f 8b), "
+            f"but decompression failed: {exc}"
+        ) from None
+
+
+def _read_idx_stream(path: Path, stream) -> np.ndarray:
+    head = stream.read(4)
+    if len(head) < 4:
+        raise DataError(
+            f"{path}: expected an IDX header of at least 4 bytes, got a file of {len(head)} bytes"
         )
-    if data[0] != 0 or data[1] != 0:
+    if head[0] != 0 or head[1] != 0:
         raise DataError(
             f"{path}: expected IDX magic number starting with bytes 00 00, "
-            f"got {data[:4].hex(' ')} (not an IDX file?)"
+            f"got {head.hex(' ')} (not an IDX file?)"
         )
-    type_code, ndim = data[2], data[3]
+    type_code, ndim = head[2], head[3]
     if type_code not in IDX_DTYPES:
         known = ", ".join(f"0x{k:02X}" for k in IDX_DTYPES)
         raise DataError(
@@ -121,27 +151,39 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if ndim == 0:
         raise DataError(f"{path}: expected an IDX file with at least 1 dimension, got 0")
     header_len = 4 + 4 * ndim
-    if len(data) < header_len:
+    dim_bytes = stream.read(4 * ndim)
+    if len(dim_bytes) < 4 * ndim:
         raise DataError(
             f"{path}: truncated IDX header: expected {header_len} bytes for {ndim} dimensions, "
-            f"got {len(data)} bytes"
+            f"got {4 + len(dim_bytes)} bytes"
         )
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    dims = tuple(int.from_bytes(dim_bytes[4 * i:4 * i + 4], "big") for i in range(ndim))
     dtype = IDX_DTYPES[type_code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    got = len(data) - header_len
+    expected = array_bytes(dims, dtype.itemsize)
+    too_big = exceeds_array_cap(expected, f"dimensions {dims} of {dtype.name}")
+    if too_big:
+        raise DataError(f"{path}: {too_big}")
+    payload = np.empty(expected, dtype=np.uint8)
+    got = _read_into(stream, memoryview(payload))
     if got < expected:
         raise DataError(
             f"{path}: truncated IDX file: dimensions {dims} of {dtype.name} need {expected} "
             f"payload bytes, got {got}"
         )
-    if got > expected:
+    extra = 0
+    while extra <= _TRAILING_COUNTED:
+        chunk = stream.read(64 << 10)
+        if not chunk:
+            break
+        extra += len(chunk)
+    if extra:
+        counted = extra <= _TRAILING_COUNTED
         raise DataError(
-            f"{path}: IDX file has {got - expected} trailing bytes: dimensions {dims} of "
-            f"{dtype.name} need {expected} payload bytes, got {got}"
+            f"{path}: IDX file has {extra if counted else f'more than {_TRAILING_COUNTED}'} trailing "
+            f"bytes: dimensions {dims} of {dtype.name} need {expected} payload bytes, got "
+            f"{expected + extra if counted else f'more than {expected + _TRAILING_COUNTED}'}"
         )
-    arr = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header_len)
-    return arr.astype(dtype.newbyteorder("="), copy=True).reshape(dims)
+    return payload.view(dtype).astype(dtype.newbyteorder("="), copy=dtype.itemsize > 1).reshape(dims)
 
 
 def _find_file(directory: Path, stem: str) -> Path:

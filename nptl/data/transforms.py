@@ -133,9 +133,13 @@ def train_val_split(
         raise ValueError(f"{name} must be in [0, 1), got {val_fraction}")
     classes, counts = np.unique(y, return_counts=True)
     if val_fraction > 0 and not any(_val_count(int(c), val_fraction) for c in counts):
-        needed = max(2, int(np.ceil(0.5 / val_fraction)))
-        while not _val_count(needed, val_fraction):
-            needed += 1
+        needed = 0.5 / val_fraction  # round(count·fraction) >= 1  <=>  count >= 0.5 / fraction
+        if np.isfinite(needed) and needed < 2**53:
+            needed = max(2, int(np.ceil(needed)))
+            while not _val_count(needed, val_fraction):  # exact .5 rounding
+                needed += 1
+        else:
+            needed = f"{needed:.3g}"
         raise ValueError(
             f"{name} {val_fraction:g} gives an empty split: {len(y)} examples in {len(classes)} "
             f"classes, {int(counts.min()) if counts.size else 0} to {int(counts.max()) if counts.size else 0} "

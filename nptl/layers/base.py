@@ -70,11 +70,26 @@ class Layer:
         self.dtype = np.dtype(dtype)
         out = self.output_shape(self.input_shape)
         self._init_params(rng)
+        declared = self.array_shapes(self.input_shape)
+        made = {k: v.shape for k, v in {**self.params, **self.buffers}.items()}
+        if declared is not None and made != declared:
+            raise RuntimeError(f"layer '{self.name}' ({type(self).__name__}): _init_params made {made} but "
+                               f"array_shapes says {declared}")
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         return out
 
     def _init_params(self, rng: np.random.Generator) -> None:
         """Parameter-free layers have nothing to initialise."""
+
+    def array_shapes(self, input_shape: tuple) -> dict[str, tuple] | None:
+        """The shapes of the arrays :meth:`build` creates for ``input_shape`` -- ``params`` and
+        ``buffers``, by key, what a checkpoint stores -- computed without allocating anything:
+        checkpoint loading compares them with the file before it builds a model (a header could
+        otherwise ask for a 100 GB layer).  ``{}`` for layers without parameters; a layer that
+        defines ``_init_params`` overrides this (``build`` checks that the two agree, and
+        ``tests/test_reliability.py`` that every layer type does).  ``None`` means unknown:
+        loading then has to build the layer to know."""
+        return {} if type(self)._init_params is Layer._init_params else None
 
     def output_shape(self, input_shape: tuple) -> tuple:
         raise NotImplementedError

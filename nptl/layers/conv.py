@@ -56,13 +56,16 @@ class Conv2D(Layer):
                                                where=f"layer '{self.name}' (Conv2D)")
         return (F, Ho, Wo)
 
+    def array_shapes(self, input_shape):
+        shapes = {"w": (self.filters, int(input_shape[0])) + self.kernel_size}
+        return {**shapes, "b": (self.filters,)} if self.use_bias else shapes
+
     def _init_params(self, rng):
-        C = self.input_shape[0]
-        KH, KW = self.kernel_size
-        shape = (self.filters, C, KH, KW)
-        self.params["w"] = initialize(self.kernel_init, shape, C * KH * KW, self.filters * KH * KW, rng, self.dtype)
+        shapes = self.array_shapes(self.input_shape)
+        F, C, KH, KW = shapes["w"]
+        self.params["w"] = initialize(self.kernel_init, shapes["w"], C * KH * KW, F * KH * KW, rng, self.dtype)
         if self.use_bias:
-            self.params["b"] = np.zeros(self.filters, dtype=self.dtype)
+            self.params["b"] = np.zeros(shapes["b"], dtype=self.dtype)
 
     def _bias(self):
         return self.params["b"] if self.use_bias else np.zeros(self.filters, dtype=self.dtype)

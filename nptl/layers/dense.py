@@ -42,9 +42,14 @@ class Dense(Layer):
             )
         return (self.units,)
 
+    def array_shapes(self, input_shape):
+        shapes = {"w": (int(input_shape[0]), self.units)}
+        return {**shapes, "b": (self.units,)} if self.use_bias else shapes
+
     def _init_params(self, rng):
-        (I,) = self.input_shape
-        self.params["w"] = initialize(self.kernel_init, (I, self.units), I, self.units, rng, self.dtype)
+        shapes = self.array_shapes(self.input_shape)
+        I, O = shapes["w"]
+        self.params["w"] = initialize(self.kernel_init, shapes["w"], I, O, rng, self.dtype)
         if self.use_bias:
             self.params["b"] = np.zeros(self.units, dtype=self.dtype)
 

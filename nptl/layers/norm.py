@@ -38,13 +38,17 @@ class _BatchNorm(Layer):
                              f"per-sample shape {tuple(input_shape)}")
         return tuple(input_shape)
 
+    def array_shapes(self, input_shape):
+        C = (int(input_shape[0]),)
+        return {"w": C, "b": C, "running_mean": C, "running_var": C, "num_batches_tracked": ()}
+
     def _init_params(self, rng):
-        C = self.input_shape[0]
-        self.params["w"] = np.ones(C, dtype=self.dtype)     # γ
-        self.params["b"] = np.zeros(C, dtype=self.dtype)    # β
-        self.buffers["running_mean"] = np.zeros(C, dtype=self.dtype)
-        self.buffers["running_var"] = np.ones(C, dtype=self.dtype)
-        self.buffers["num_batches_tracked"] = np.zeros((), dtype=np.int64)
+        shapes = self.array_shapes(self.input_shape)
+        self.params["w"] = np.ones(shapes["w"], dtype=self.dtype)     # γ
+        self.params["b"] = np.zeros(shapes["b"], dtype=self.dtype)    # β
+        self.buffers["running_mean"] = np.zeros(shapes["running_mean"], dtype=self.dtype)
+        self.buffers["running_var"] = np.ones(shapes["running_var"], dtype=self.dtype)
+        self.buffers["num_batches_tracked"] = np.zeros(shapes["num_batches_tracked"], dtype=np.int64)
 
     def uses_batch_statistics(self, training: bool) -> bool:
         """Training mode (batch statistics, running statistics updated) only when ``training``

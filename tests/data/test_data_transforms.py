@@ -88,6 +88,12 @@ def test_take_per_class_seed_matters():
 )
 def test_train_val_split_stratified(counts, frac, seed):
     x, y = _toy(counts)
+    if frac > 0 and all(np.floor(n * frac + 0.5) == 0 for n in counts):
+        # every class rounds to no validation example: refused with the numbers
+        with pytest.raises(ValueError, match=rf"gives an empty split: {len(y)} examples in {len(counts)} classes, "
+                                             rf"{min(counts)} to {max(counts)} per class"):
+            train_val_split(x, y, frac, seed=seed)
+        return
     xt, yt, xv, yv = train_val_split(x, y, frac, seed=seed)
     it, iv = xt[:, 0, 0, 0].astype(int), xv[:, 0, 0, 0].astype(int)
     # partition of the input, labels stay paired
