@@ -233,7 +233,7 @@ def measure(selected=(), timeout=300, root=None):
                 if os.path.isdir(path) else os.path.getsize(path)
             try:
                 out = subprocess.run([sys.executable, "-c", _RUNNER, str(path), stmt], capture_output=True,
-                                     text=True, timeout=timeout, env=env)
+                                     text=True, timeout=timeout, env=env, cwd=d)  # cwd: not this tree
                 row = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() \
                     else {"outcome": f"process failed ({out.returncode}): {out.stderr.strip()[-200:]}"}
             except subprocess.TimeoutExpired:
