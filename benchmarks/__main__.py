@@ -10,7 +10,7 @@ import sys
 import time
 import traceback
 
-FAMILIES = ("conv2d", "pool2d", "dense", "layers", "models", "deep", "caching", "compile", "scaling")
+FAMILIES = ("conv2d", "pool2d", "dense", "layers", "models", "deep", "caching", "guards", "compile", "scaling")
 ALIASES = {"pool": "pool2d", "conv": "conv2d", "model": "models"}
 
 

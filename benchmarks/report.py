@@ -234,7 +234,8 @@ TITLES = {"conv2d": "conv2d", "pool2d": "pool2d (max and avg)", "dense": "dense"
           "models": "Seed CNN training and inference",
           "deep": "ResNet18 and VGG16: images/s and peak memory (each side in its own process)", "compile": "Start-up and JIT compilation",
           "scaling": "Scaling: seed-cnn-2 conv2d by batch and threads",
-          "caching": "Head-only epoch with and without frozen-feature caching"}
+          "caching": "Head-only epoch with and without frozen-feature caching",
+          "guards": "Non-finite guards of fit per training step"}
 
 
 def _deep_table(rows):
@@ -245,6 +246,11 @@ def _deep_table(rows):
 def _caching_table(rows):
     from benchmarks.caching import table as caching_table
     return caching_table(rows, table)
+
+
+def _guards_table(rows):
+    from benchmarks.guards import table as guards_table
+    return guards_table(rows, table)
 
 
 def markdown(results):
@@ -274,7 +280,7 @@ def markdown(results):
     renderers = {"conv2d": lambda r: kernel_table(r, "conv2d"), "pool2d": lambda r: kernel_table(r, "pool2d"),
                  "dense": lambda r: kernel_table(r, "dense"), "layers": layers_table, "models": models_table,
                  "compile": compile_table, "scaling": scaling_table,
-                 "caching": lambda r: _caching_table(r), "deep": _deep_table}
+                 "caching": lambda r: _caching_table(r), "deep": _deep_table, "guards": _guards_table}
     for fam, res in results["families"].items():
         out += ["", f"## {TITLES[fam]}", ""]
         if res.get("error"):
