@@ -442,13 +442,13 @@ def base_checkpoint(tmp_path_factory):
 
 
 @pytest.mark.parametrize("edit, patterns", [
-    (hf.set_config("conv1", "filters", 10**9), [r"layers\[0\]\.config\.filters: 1000000000 is beyond the limit for a "
+    (hf.set_config("conv1", "filters", 10**9), [r"header field conv1\.config\.filters: 1000000000 is beyond the limit for a "
                                                 r"count"]),
     (hf.set_config("dense1", "units", 2**40), [r"config\.units: 1099511627776 is beyond the limit"]),
     (hf.set_config("conv1", "kernel_size", [3, 10**5]), [r"config\.kernel_size\[1\]: 100000 is beyond the limit for "
                                                          r"a size"]),
     (hf.set_input_shape((1, 3000, 3000)), [r"cannot build the architecture for input_shape \(1, 3000, 3000\): the "
-                                           r"output of layers\[0\] for one input would need 1,150,464,512 bytes"]),
+                                           r"output of layer 'conv1' for one input would need 1,150,464,512 bytes"]),
     (hf.set_input_shape((1, 300, 300)), [r"parameters do not match the architecture",
                                          r"dense1\.w: the architecture needs shape \(322624, 64\), found \(576, 64\)"]),
     (hf.set_input_shape((1, 2**16, 2**16)), [r"one input of shape \(1, 65536, 65536\) would need 17,179,869,184 "
@@ -568,3 +568,20 @@ def test_next_save_sweeps_only_stale_temp_files_of_the_same_checkpoint(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".ck.npz.")) == \
         [".ck.npz.abc.tmp", ".ck.npz.fresh123.tmp", ".ck.npz.link0000.tmp"]
     nptl.io.load(path)
+
+
+def test_nested_blocks_are_checked_layer_by_layer_before_building(tmp_path):
+    """A layer inside a residual block asking for a huge weight: found from the shapes alone."""
+    import nptl.io
+    from tests.test_blocks import tiny_resnet
+
+    path = nptl.io.save(tiny_resnet(), tmp_path / "resnet.npz")
+
+    def edit(meta):  # layer1.0.conv1 with a 999×999 kernel and the padding that keeps its output shape
+        stage = next(e for e in meta["layers"] if e["config"]["name"] == "layer1")
+        stage["layers"][0]["layers"][0]["config"].update(kernel_size=[999, 999], padding=499)
+    bad = hf.edit_checkpoint(path, tmp_path / "bad.npz", edit)
+    rejected(lambda: nptl.io.load(bad), nptl.io.CheckpointError, rf"checkpoint '{bad}'",
+             r"layer1\.0\.conv1\.w: the architecture needs shape \(4, 4, 999, 999\), found \(4, 4, 3, 3\)",
+             peak_mb=4)
+    assert nptl.io.load(path).count_parameters() == tiny_resnet().count_parameters()
