@@ -405,6 +405,36 @@ def test_idx_within_the_cap_still_reads(tmp_path, monkeypatch):
     np.testing.assert_array_equal(read_idx(path), arr)
 
 
+@given(magic=st.sampled_from([b"\0\0\x08", b"\0\0\x0d", b"\0\0\x07", b"\x01\0\x08"]),
+       dims=st.lists(st.sampled_from([0, 1, 2, 3, 255, 65536, 2**31, 2**32 - 1]), max_size=5),
+       ndim_delta=st.integers(-1, 1), tail=st.binary(max_size=64), gz=st.booleans())
+def test_idx_reader_fuzz_raises_data_error_or_reads_exactly(magic, dims, ndim_delta, tail, gz):
+    """Random headers and payloads: a DataError, or an array of exactly the declared shape --
+    never another exception, never more than a few MB whatever the header declares."""
+    import gzip
+    import tempfile
+    import tracemalloc
+
+    from nptl.data import DataError, read_idx
+
+    raw = magic + bytes([max(0, len(dims) + ndim_delta)]) + b"".join(d.to_bytes(4, "big") for d in dims) + tail
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "fuzz-idx"
+        path.write_bytes(gzip.compress(raw) if gz else raw)
+        tracemalloc.start()
+        try:
+            out = read_idx(path)
+        except DataError as e:
+            assert str(path) in str(e)
+            out = None
+        finally:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+    assert peak < 4 * MiB
+    if out is not None:
+        assert out.shape == tuple(dims) and out.nbytes == len(tail)
+
+
 def test_cifar_batch_larger_than_the_cap_is_rejected_from_its_size(tmp_path, monkeypatch):
     from nptl.data import DataError, read_cifar10_batch
 
