@@ -417,7 +417,11 @@ def test_idx_reader_fuzz_raises_data_error_or_reads_exactly(magic, dims, ndim_de
 
     from nptl.data import DataError, read_idx
 
-    raw = magic + bytes([max(0, len(dims) + ndim_delta)]) + b"".join(d.to_bytes(4, "big") for d in dims) + tail
+    ndim = max(0, len(dims) + ndim_delta)
+    body = b"".join(d.to_bytes(4, "big") for d in dims) + tail
+    raw = magic + bytes([ndim]) + body
+    saved = os.environ.get("NPTL_MAX_ARRAY_BYTES")
+    os.environ["NPTL_MAX_ARRAY_BYTES"] = "1M"
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "fuzz-idx"
         path.write_bytes(gzip.compress(raw) if gz else raw)
@@ -430,9 +434,15 @@ def test_idx_reader_fuzz_raises_data_error_or_reads_exactly(magic, dims, ndim_de
         finally:
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
+            if saved is None:
+                del os.environ["NPTL_MAX_ARRAY_BYTES"]
+            else:
+                os.environ["NPTL_MAX_ARRAY_BYTES"] = saved
     assert peak < 4 * MiB
-    if out is not None:
-        assert out.shape == tuple(dims) and out.nbytes == len(tail)
+    if out is not None:  # what the header declared, filled with exactly the rest of the file
+        declared = tuple(int.from_bytes(body[4 * i:4 * i + 4], "big") for i in range(ndim))
+        assert out.shape == declared
+        assert out.astype(out.dtype.newbyteorder(">")).tobytes() == body[4 * ndim:]
 
 
 def test_cifar_batch_larger_than_the_cap_is_rejected_from_its_size(tmp_path, monkeypatch):

@@ -121,9 +121,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     stream, raw = _open_stream(path)
+    # an uncompressed file's payload size is known before reading it
+    size = None if stream is not raw else os.fstat(raw.fileno()).st_size
     try:
         with raw, stream:
-            return _read_idx_stream(path, stream)
+            return _read_idx_stream(path, stream, size)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(
             f"{path}: expected a valid gzip stream (file starts with gzip magic 1f 8b), "
@@ -131,7 +133,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         ) from None
 
 
-def _read_idx_stream(path: Path, stream) -> np.ndarray:
+def _read_idx_stream(path: Path, stream, size: int | None) -> np.ndarray:
     head = stream.read(4)
     if len(head) < 4:
         raise DataError(
@@ -160,24 +162,30 @@ def _read_idx_stream(path: Path, stream) -> np.ndarray:
     dims = tuple(int.from_bytes(dim_bytes[4 * i:4 * i + 4], "big") for i in range(ndim))
     dtype = IDX_DTYPES[type_code]
     expected = array_bytes(dims, dtype.itemsize)
-    too_big = exceeds_array_cap(expected, f"dimensions {dims} of {dtype.name}")
+    # an empty array must still have a representable shape: zero dimensions count as 1 here
+    nominal = array_bytes([max(d, 1) for d in dims], dtype.itemsize)
+    too_big = exceeds_array_cap(nominal, f"dimensions {dims} of {dtype.name}"
+                                + (" (counting 0 as 1)" if nominal != expected else ""))
     if too_big:
         raise DataError(f"{path}: {too_big}")
-    payload = np.empty(expected, dtype=np.uint8)
-    got = _read_into(stream, memoryview(payload))
+    if size is not None and size - header_len < expected:
+        got = size - header_len
+    else:
+        payload = np.empty(expected, dtype=np.uint8)
+        got = _read_into(stream, memoryview(payload))
     if got < expected:
         raise DataError(
             f"{path}: truncated IDX file: dimensions {dims} of {dtype.name} need {expected} "
             f"payload bytes, got {got}"
         )
-    extra = 0
-    while extra <= _TRAILING_COUNTED:
+    extra = 0 if size is None else size - header_len - expected
+    while size is None and extra <= _TRAILING_COUNTED:
         chunk = stream.read(64 << 10)
         if not chunk:
             break
         extra += len(chunk)
     if extra:
-        counted = extra <= _TRAILING_COUNTED
+        counted = size is not None or extra <= _TRAILING_COUNTED
         raise DataError(
             f"{path}: IDX file has {extra if counted else f'more than {_TRAILING_COUNTED}'} trailing "
             f"bytes: dimensions {dims} of {dtype.name} need {expected} payload bytes, got "

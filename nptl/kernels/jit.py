@@ -18,7 +18,7 @@ package's ``__pycache__``, else ``~/.cache/numba``).  Two ordinary situations br
 - **a damaged cache entry** (a process killed while writing, a full disk, a copied tree):
   loading it raises ``UnpicklingError``/``EOFError``/... at the first call (numba#10434).
 
-Here the first case compiles in memory instead (each process compiles on first use, ≈10 s
+Here the first case compiles in memory instead (each process compiles on first use, ≈7 s
 for the seed CNN) and the second discards that function's cache files and recompiles (the new
 code is written back).  A failure to *write* the cache (disk full, permissions changed) only
 stops caching that function.  Each kind of fallback emits one :class:`CacheWarning` per
