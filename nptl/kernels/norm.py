@@ -21,12 +21,14 @@ features contiguous, the channel sums split into blocks of ``FEATURE_BLOCK`` cha
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, uintp
+from numba import prange, uintp
+
+from .jit import kernel
 
 FEATURE_BLOCK = 256   # channels per thread task when L = 1
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def batch_norm_stats(x):
     """(BN1) per-channel mean and biased variance of ``x (N, C, L)`` (two passes, float64 sums)."""
     N, C, L = x.shape
@@ -70,7 +72,7 @@ def batch_norm_stats(x):
     return mean, var
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def channel_affine(x, center, scale, offset):
     """``y[n,c,l] = (x[n,c,l] − center[c])·scale[c] + offset[c]`` for ``x (N, C, L)``:
     (BN2) with ``center = μ``, ``scale = γ/√(σ²+ε)``, ``offset = β``; (BN5) with zero center
@@ -93,7 +95,7 @@ def channel_affine(x, center, scale, offset):
     return y
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def batch_norm_backward_weight(dy, x, mean, invstd):
     """(BN3) ``(dγ, dβ)`` per channel in float64: ``dβ = Σ dy``, ``dγ = s·Σ dy·(x − μ)``
     (``s = invstd = 1/√(σ² + ε)``, so ``(x − μ)·s = x̂``)."""
@@ -132,7 +134,7 @@ def batch_norm_backward_weight(dy, x, mean, invstd):
     return dgamma, dbeta
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def batch_norm_backward_input(dy, x, mean, a, b, c_):
     """(BN4) in coefficient form: ``dx = a_c·dy + b_c·(x − μ_c) + c_c`` (module docstring)."""
     N, C, L = x.shape

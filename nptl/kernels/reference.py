@@ -419,7 +419,7 @@ def mse(pred, target):
 #   Running statistics after a training step (PyTorch's momentum convention, m = momentum):
 #   (BN6)  r_μ ← (1 − m)·r_μ + m·μ_c                    r_σ² ← (1 − m)·r_σ² + m·σ²_c·M/(M − 1)
 #          (biased σ² normalises, the unbiased estimate is what is remembered)
-@njit(cache=True)
+@kernel
 def _batch_norm(x, gamma, beta, mean, var, eps, batch_stats):
     N, C, H, W = x.shape
     M = N * H * W
@@ -446,7 +446,7 @@ def _batch_norm(x, gamma, beta, mean, var, eps, batch_stats):
     return y, mu, sig2
 
 
-@njit(cache=True)
+@kernel
 def _batch_norm_backward(dy, x, gamma, mean, var, eps, batch_stats):
     N, C, H, W = x.shape
     M = N * H * W
