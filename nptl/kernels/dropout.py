@@ -16,14 +16,16 @@ for any element without generating the others.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import prange, uint64
+
+from .jit import kernel
 
 GOLDEN = 0x9E3779B97F4A7C15
 MIX1 = 0xBF58476D1CE4E5B9
 MIX2 = 0x94D049BB133111EB
 
 
-@njit(cache=True)
+@kernel
 def _mix(z):
     """SplitMix64's finaliser on a uint64 (wrapping arithmetic)."""
     z = (z ^ (z >> uint64(30))) * uint64(MIX1)
@@ -31,13 +33,13 @@ def _mix(z):
     return z ^ (z >> uint64(31))
 
 
-@njit(cache=True)
+@kernel
 def dropout_stream(seed, call):
     """``base = mix(mix(seed) + call)`` of (DO3), for non-negative ``seed`` and ``call``."""
     return _mix(_mix(uint64(seed)) + uint64(call))
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def dropout_mask(size, rate, seed, call):
     """(DO3): boolean keep-mask of ``size`` elements for ``(seed, call)``."""
     keep = np.empty(size, dtype=np.bool_)
@@ -49,7 +51,7 @@ def dropout_mask(size, rate, seed, call):
     return keep
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def dropout_forward(x, keep, scale):
     """(DO1) on flat arrays: ``y = x·scale`` where kept, 0 elsewhere (``scale = 1/(1 − rate)``
     in ``x``'s dtype).  Also the backward (DO2), with ``dy`` for ``x``."""
@@ -60,7 +62,7 @@ def dropout_forward(x, keep, scale):
     return y
 
 
-@njit(cache=True)
+@kernel
 def dropout_backward(dy, keep, scale):
     """(DO2) ``dx = dy·keep/(1 − rate)``: the same elementwise map as the forward."""
     return dropout_forward(dy, keep, scale)

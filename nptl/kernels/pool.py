@@ -167,7 +167,7 @@ def avg_pool2d_backward(dy, H, W, size, stride):
     return dx
 
 
-@njit(cache=True)
+@kernel
 def _adaptive_bins(size, out):
     """Starts and ends of PyTorch's adaptive bins (AP1): ``floor(i·size/out)``, ``ceil((i+1)·size/out)``."""
     start = np.empty(out, dtype=np.int64)
@@ -178,7 +178,7 @@ def _adaptive_bins(size, out):
     return start, end
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def adaptive_avg_pool2d_forward(x, Ho, Wo):
     """(AP1) ``y[n,c,i,j]`` = mean of ``x[n,c]`` over bin rows × bin columns (accumulated in
     ``x``'s dtype, then divided by the bin's size)."""
@@ -209,7 +209,7 @@ def adaptive_avg_pool2d_forward(x, Ho, Wo):
     return y
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def adaptive_avg_pool2d_backward(dy, H, W):
     """(AP2) every input of bin ``(i, j)`` receives ``dy[n,c,i,j]/|bin|`` (bins may overlap by a
     row or column: accumulated, each plane by one thread)."""

@@ -564,13 +564,13 @@ def dropout_backward(dy, mask, rate):
 #   (AP2)  dx[n,c,h,w] = Σ_{bins (i,j) containing (h,w)} dy[n,c,i,j] / |bin (i,j)|
 # Bins cover the input, have sizes differing by at most one, and overlap by one row where
 # H/Ho is not an integer.  Global average pooling is (AP1) with Ho = Wo = 1, flattened.
-@njit(cache=True)
+@kernel
 def adaptive_bin(i, size, out):
     """``[start, end)`` of output position ``i``: ``floor(i·size/out)``, ``ceil((i+1)·size/out)``."""
     return (i * size) // out, -((-(i + 1) * size) // out)
 
 
-@njit(cache=True)
+@kernel
 def _adaptive_avg_pool2d(x, Ho, Wo):
     N, C, H, W = x.shape
     y = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
@@ -588,7 +588,7 @@ def _adaptive_avg_pool2d(x, Ho, Wo):
     return y
 
 
-@njit(cache=True)
+@kernel
 def _adaptive_avg_pool2d_backward(dy, x):
     N, C, H, W = x.shape
     Ho, Wo = dy.shape[2], dy.shape[3]
