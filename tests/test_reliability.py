@@ -102,6 +102,31 @@ def test_corrupt_cache_entries_are_discarded_and_rewritten(tmp_path):
     assert count == 0, text
 
 
+def test_every_kernel_compiles_through_the_guarded_cache():
+    """New kernels are covered too: no module compiles with plain njit/jit, and every Numba
+    dispatcher of nptl.kernels carries the guarded cache."""
+    import importlib
+    import pkgutil
+
+    import numba
+
+    import nptl.kernels
+    from nptl.kernels.jit import _GuardedCache
+
+    for path in (ROOT / "nptl").rglob("*.py"):
+        if path.name != "jit.py":
+            text = path.read_text()
+            assert not any(f in text for f in ("@njit", "@jit", "njit(", "numba.jit(")), path
+    dispatchers = 0
+    for mod in pkgutil.iter_modules(nptl.kernels.__path__):
+        module = importlib.import_module(f"nptl.kernels.{mod.name}")
+        for name, obj in vars(module).items():
+            if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.__module__ == module.__name__:
+                assert isinstance(obj._cache, _GuardedCache), f"{module.__name__}.{name}"
+                dispatchers += 1
+    assert dispatchers > 30
+
+
 def test_kernel_decorator_refuses_cache_argument():
     from nptl.kernels.jit import kernel
 
