@@ -237,7 +237,7 @@ def for_transfer(directory, result: dict, save_dir, data) -> list:
 def add_arguments(p) -> None:
     """Arguments of ``nptl plot``."""
     p.add_argument("source", metavar="RESULT.json|MODEL.npz",
-                   help="nptl train/transfer --json output, or a checkpoint (nptl train --save)")
+                   help="nptl train/transfer --json output, a history JSON ({'loss': [...], ...}) or a checkpoint")
     p.add_argument("--out", default="plots", help="directory for the PNG files (default: plots)")
     p.add_argument("--data", default=None, help="data set for a checkpoint's confusion matrix and feature maps "
                                                 "(default: fashion-mnist if installed, else synthetic)")
@@ -259,7 +259,10 @@ def _from_json(path) -> tuple:
     if isinstance(obj, dict) and isinstance(obj.get("history"), dict):
         ev = _evaluation(obj["test"]) if isinstance(obj.get("test"), dict) else None
         return {"train": obj["history"]}, ev, f"nptl train on {obj.get('data')}"
-    raise PlotError(f"{path}: not a result of 'nptl train --json' or 'nptl transfer --json'")
+    if isinstance(obj, dict) and isinstance(obj.get("loss"), list):  # a bare History.history
+        return {"train": obj}, None, os.path.basename(path)
+    raise PlotError(f"{path}: not a result of 'nptl train --json' or 'nptl transfer --json', nor a history "
+                    "with per-epoch 'loss' (and 'accuracy', 'val_loss', 'val_accuracy') lists")
 
 
 def _from_checkpoint(args) -> list:

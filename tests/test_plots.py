@@ -92,6 +92,13 @@ def test_train_plots_and_plot_command(idx_dir, tmp_path, monkeypatch, capsys):
     assert main(["plot", str(result), "--out", str(tmp_path / "again")]) == 0
     assert capsys.readouterr().out.split() == [str(tmp_path / "again" / "curves.png"),
                                                str(tmp_path / "again" / "confusion.png")]
+    bare = tmp_path / "history.json"
+    bare.write_text(json.dumps(json.loads(result.read_text())["history"]))
+    assert main(["plot", str(bare), "--out", str(tmp_path / "bare")]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "bare" / "curves.png")]
+    (tmp_path / "other.json").write_text('{"x": 1}')
+    assert main(["plot", str(tmp_path / "other.json")]) == 2
+    assert "nor a history with per-epoch 'loss'" in capsys.readouterr().err
     assert main(["plot", str(ckpt), "--data", str(idx_dir), "--image", "3", "--out", str(tmp_path / "m")]) == 0
     written = capsys.readouterr().out.split()
     assert len(written) == 7 and all(_png_size(p) for p in written)
