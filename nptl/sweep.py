@@ -33,11 +33,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -141,15 +141,22 @@ def _target_data(data: str, seed: int, target_classes: tuple):
 
 @functools.lru_cache(maxsize=2)
 def _source_file(source: bytes) -> str:
-    """The source checkpoint's bytes as a file of this process (tasks load weights by path)."""
-    fd, path = tempfile.mkstemp(prefix="nptl-sweep-source-", suffix=".npz")
-    with os.fdopen(fd, "wb") as fh:
+    """The source checkpoint's bytes, shipped to a dask worker, as a file in the worker's local
+    directory (which dask removes with the worker); tasks load weights by path."""
+    from distributed import get_worker
+
+    path = os.path.join(get_worker().local_directory,
+                        f"nptl-sweep-source-{hashlib.sha256(source).hexdigest()[:16]}.npz")
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as fh:
         fh.write(source)
+    os.replace(tmp, path)
     return path
 
 
-def run_task(config: dict, task: dict, source: bytes) -> dict:
-    """Train and test one task (plain dicts and bytes in and out, so any executor can ship it)."""
+def run_task(config: dict, task: dict, source: str | bytes) -> dict:
+    """Train and test one task (plain dicts in and out, so any executor can ship it); ``source``
+    is the source checkpoint's path (local workers) or its bytes (dask workers)."""
     from .data import take_per_class
     from .train import evaluate
     from .transfer import train_arm
@@ -160,8 +167,9 @@ def run_task(config: dict, task: dict, source: bytes) -> dict:
     x_all, y_all, x_test, y_test, names = _target_data(cfg.data, cfg.seed, tuple(cfg.target_classes))
     s = cfg.seed + t.draw
     x, y = take_per_class(x_all, y_all, t.labels_per_class, seed=s, num_classes=len(names))
+    source_path = source if isinstance(source, str) else _source_file(source)
     model, seconds = train_arm(
-        t.arm, _source_file(source), x, y, len(names), s, fine_tune_from=t.fine_tune_from or "conv3",
+        t.arm, source_path, x, y, len(names), s, fine_tune_from=t.fine_tune_from or "conv3",
         scratch_epochs=cfg.scratch_epochs, head_epochs=cfg.head_epochs, finetune_epochs=cfg.finetune_epochs,
         batch_size=cfg.target_batch_size, lr=cfg.lr, optimizer=cfg.optimizer, augment=cfg.augment,
         progress=False)
@@ -351,7 +359,7 @@ def run_sweep(config: SweepConfig, tasks: list[Task], out, workers: int = 1, sch
             from concurrent.futures import as_completed
             from concurrent.futures.process import BrokenProcessPool
 
-            source = source_path.read_bytes()
+            source = str(source_path)
             with _local_executor(workers, config.threads_per_task) as pool:
                 futures = [pool.submit(run_task, cfg, dataclasses.asdict(t), source) for t in pending]
                 try:
