@@ -123,6 +123,10 @@ def main(argv=None) -> int:
     except Exception as err:
         if args.debug:
             raise
+        if isinstance(err, SystemError) and isinstance(err.__context__, KeyboardInterrupt):
+            # Ctrl-C that landed inside a compiled kernel outside a training loop (e.g. predicting)
+            print(f"\n{prog}: interrupted", file=sys.stderr)
+            return 130
         message = " ".join(str(err).split()) or type(err).__name__
         from ..errors import NonFiniteError
 

@@ -15,11 +15,17 @@ over the phases so far for a kind not yet seen.
 
 It also keeps a copy of the weights after the last completed epoch of the current phase
 (:meth:`last_completed`), which the commands save when interrupted.
+
+Ctrl-C during a ``fit`` call is acted on between mini-batches: the ``KeyboardInterrupt`` is raised
+from :meth:`step`, never inside a Numba kernel (where it would surface as a ``SystemError``).
+A second Ctrl-C interrupts at once.
 """
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 
 from ..train import Progress, snapshot
@@ -48,6 +54,7 @@ class Console(Progress):
         self.completed_epochs = 0
         self.bar = None
         self.desc, self.started = "", None
+        self.interrupt_requested, self._sigint_handler = False, None
 
     # -- the plan and the ETA ----------------------------------------------------------------------
     @staticmethod
@@ -82,7 +89,30 @@ class Console(Progress):
         return "" if eta is None else f"run {eta[0]:.0%}, ETA {_clock(eta[1])}"
 
     # -- Progress hooks ----------------------------------------------------------------------------
+    # -- Ctrl-C between mini-batches -----------------------------------------------------------------
+    def _on_sigint(self, signum, frame):
+        if self.interrupt_requested:
+            raise KeyboardInterrupt
+        self.interrupt_requested = True
+
+    def _defer_interrupts(self) -> None:
+        if self._sigint_handler is None and threading.current_thread() is threading.main_thread():
+            self._sigint_handler = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _restore_interrupts(self) -> None:
+        if self._sigint_handler is not None:
+            signal.signal(signal.SIGINT, self._sigint_handler)
+            self._sigint_handler = None
+
+    def _interrupt_if_requested(self) -> None:
+        if self.interrupt_requested:
+            self.interrupt_requested = False
+            self._restore_interrupts()
+            raise KeyboardInterrupt
+
+    # -- the Progress interface ------------------------------------------------------------------------
     def begin(self, model, desc, epochs, steps):
+        self._defer_interrupts()
         self.index += 1
         self.model, self.weights, self.completed_epochs = model, None, 0
         self.epochs, self.steps = epochs, steps
@@ -100,6 +130,7 @@ class Console(Progress):
                             bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} batches{postfix}")
 
     def step(self, epoch, step, loss, accuracy):
+        self._interrupt_if_requested()
         if self.index < len(self.plan):
             self.done[self.index] += self.per_step
         if self.bar is not None:
@@ -118,6 +149,9 @@ class Console(Progress):
             self._line(msg + f" ({logs['seconds']:.1f}s)")
 
     def end(self, history):
+        if history is None:         # fit is unwinding an exception: let it through
+            self.interrupt_requested = False
+            self._restore_interrupts()
         rate = self._rate_now()
         if rate:
             self.rate[self._kind(self.desc)] = rate
@@ -129,6 +163,8 @@ class Console(Progress):
             where = self._where()
             self._line(f"{self.desc}: {history.epochs} epochs ({time.perf_counter() - self.t0:.1f}s), training loss "
                        f"{logs['loss']:.4f} acc {logs['accuracy']:.4f}" + (f"; {where}" if where else ""))
+        self._interrupt_if_requested()
+        self._restore_interrupts()
 
     def _line(self, text: str) -> None:
         if self.bar is not None:
