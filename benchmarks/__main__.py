@@ -10,8 +10,9 @@ import sys
 import time
 import traceback
 
-FAMILIES = ("conv2d", "pool2d", "dense", "layers", "models", "deep", "caching", "guards", "compile", "scaling")
-ALIASES = {"pool": "pool2d", "conv": "conv2d", "model": "models"}
+FAMILIES = ("conv2d", "pool2d", "activations", "dense", "layers", "models", "busy", "deep", "caching", "guards",
+            "compile", "scaling")
+ALIASES = {"pool": "pool2d", "conv": "conv2d", "model": "models", "activation": "activations"}
 
 
 def parse_args(argv=None):

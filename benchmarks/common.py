@@ -4,10 +4,24 @@ checking that nptl and the baseline agree."""
 import numpy as np
 
 from benchmarks import numpy_im2col
-from benchmarks.suite import log
+from benchmarks.suite import log, one_thread
 from benchmarks.timing import gflops, measure
 
 PASSES = ("fwd", "fwdbwd")
+
+
+def torch_results(ctx, tasks):
+    """PyTorch at the run's thread count and, when that is more than one, at one thread (each
+    in its own peer process): ``(results, results_1t, error)``; lists of None where it failed."""
+    from benchmarks import torch_peer
+    res, err = torch_peer.run(tasks, ctx)
+    res_1t = [None] * len(tasks)
+    if ctx.threads > 1:
+        res_1t, err_1t = torch_peer.run(tasks, ctx, threads=1)
+        err = "; ".join(e for e in (err, err_1t and f"1 thread: {err_1t}") if e) or None
+    if err:
+        log(f"  torch: {err}")
+    return res, res_1t, err
 
 
 def rng():
@@ -59,8 +73,9 @@ def check_agreement(nptl_out, base_out, name, tol=1e-3):
 
 
 def make_row(ctx, family, shape, pass_, flops, times, extra=None):
-    """One table/JSON row. ``times`` maps side ("nptl", "torch", "numpy", "reference") to a
-    measure() dict or None. Speed ratios are other_time / nptl_time (>1: nptl is faster)."""
+    """One table/JSON row. ``times`` maps side ("nptl", "torch", "numpy", "reference", and
+    "nptl_1t"/"torch_1t" for the 1-thread column) to a measure() dict or None. Speed ratios are
+    other_time / nptl_time (>1: nptl is faster); "speed_vs_torch_1t" compares the 1-thread pair."""
     t_nptl = (times.get("nptl") or {}).get("seconds")
     g = gflops(flops, t_nptl)
     row = {"family": family, "name": shape["name"], "shape": shape, "pass": pass_,
@@ -71,17 +86,22 @@ def make_row(ctx, family, shape, pass_, flops, times, extra=None):
         row[f"{side}_seconds"] = t
         row[f"{side}_gflops"] = gflops(flops, t)
         row[f"speed_vs_{side}"] = (t / t_nptl) if (t and t_nptl) else None
+    n1, t1 = ((times.get(k) or {}).get("seconds") for k in ("nptl_1t", "torch_1t"))
+    row.update(nptl_1t_seconds=n1, torch_1t_seconds=t1, speed_vs_torch_1t=(t1 / n1) if (t1 and n1) else None)
     row.update(extra or {})
     return row
 
 
-def kernel_rows(ctx, family, shape, op_fns, tiny_shape, torch_result, flops, bwd_mult, extra=None):
+def kernel_rows(ctx, family, shape, op_fns, tiny_shape, torch_result, flops, bwd_mult, extra=None,
+                torch_1t=None):
     """Measure one shape on every side; return its two rows (fwd, fwd+bwd).
 
     ``op_fns(impl, shape, N=None)`` returns {"fwd": fn, "fwdbwd": fn} calling ``impl``'s
     ops-style functions on fixed random inputs (batch N, default shape["N"]). ``tiny_shape``
     is a miniature used to compile the reference kernels before they are timed.
     fwd+bwd FLOPs = ``bwd_mult`` × ``flops`` (the forward FLOPs).
+    When the run uses more than one thread, nptl is timed again on one thread (the "1 thread"
+    columns, next to ``torch_1t``, PyTorch's result at one thread).
     """
     base = op_fns(numpy_im2col, shape)
     times = {p: {"numpy": time_side(ctx, f)} for p, f in base.items()}
@@ -92,6 +112,10 @@ def kernel_rows(ctx, family, shape, op_fns, tiny_shape, torch_result, flops, bwd
         fast = op_fns(nptl.ops, shape)
         for p, f in fast.items():
             times[p]["nptl"] = time_side(ctx, f)
+        if ctx.threads > 1:
+            with one_thread():
+                for p, f in fast.items():
+                    times[p]["nptl_1t"] = time_side(ctx, f)
         extra["max_rel_err_vs_numpy"] = max(
             check_agreement(fast[p](), base[p](), f"{family} {p} {shape['name']}") for p in PASSES)
         ref = time_reference(ctx, lambda n: op_fns(reference, shape, n), shape["N"],
@@ -101,5 +125,6 @@ def kernel_rows(ctx, family, shape, op_fns, tiny_shape, torch_result, flops, bwd
     rows = []
     for p, mult in zip(PASSES, (1, bwd_mult)):
         times[p]["torch"] = torch_result and torch_result[p]
+        times[p]["torch_1t"] = torch_1t and torch_1t[p]
         rows.append(make_row(ctx, family, shape, p, mult * flops, times[p], extra))
     return rows

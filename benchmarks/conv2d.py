@@ -6,8 +6,7 @@ FLOPs: forward 2·N·F·C·KH·KW·Ho·Wo; forward+backward 3× that (dx and dw 
 """
 import numpy as np
 
-from benchmarks import torch_peer
-from benchmarks.common import kernel_rows, rng
+from benchmarks.common import kernel_rows, rng, torch_results
 from benchmarks.suite import log, shapes_for
 from benchmarks.timing import conv2d_flops, conv2d_out
 
@@ -35,13 +34,11 @@ def op_fns(impl, s, N=None):
 
 def run(ctx):
     shapes = shapes_for("conv2d", ctx.quick)
-    torch_res, torch_err = torch_peer.run([dict(s, kind="conv2d") for s in shapes], ctx)
-    if torch_err:
-        log(f"  torch: {torch_err}")
+    torch_res, torch_1t, torch_err = torch_results(ctx, [dict(s, kind="conv2d") for s in shapes])
     rows = []
-    for s, tr in zip(shapes, torch_res):
+    for s, tr, tr1 in zip(shapes, torch_res, torch_1t):
         log(f"  conv2d {s['name']}")
         flops = conv2d_flops(s["N"], s["C"], s["H"], s["W"], s["F"], s["K"], s["stride"], s["padding"])
         tiny = dict(s, C=1, F=1, H=s["K"], W=s["K"])
-        rows += kernel_rows(ctx, "conv2d", s, op_fns, tiny, tr, flops, bwd_mult=3)
+        rows += kernel_rows(ctx, "conv2d", s, op_fns, tiny, tr, flops, bwd_mult=3, torch_1t=tr1)
     return {"rows": rows, "torch_error": torch_err}

@@ -2,8 +2,7 @@
 FLOPs: forward 2·N·in·out; forward+backward 3× that (dx and dw each cost one forward)."""
 import numpy as np
 
-from benchmarks import torch_peer
-from benchmarks.common import kernel_rows, rng
+from benchmarks.common import kernel_rows, rng, torch_results
 from benchmarks.suite import log, shapes_for
 from benchmarks.timing import dense_flops
 
@@ -29,12 +28,10 @@ def op_fns(impl, s, N=None):
 
 def run(ctx):
     shapes = shapes_for("dense", ctx.quick)
-    torch_res, torch_err = torch_peer.run([dict(s, kind="dense") for s in shapes], ctx)
-    if torch_err:
-        log(f"  torch: {torch_err}")
+    torch_res, torch_1t, torch_err = torch_results(ctx, [dict(s, kind="dense") for s in shapes])
     rows = []
-    for s, tr in zip(shapes, torch_res):
+    for s, tr, tr1 in zip(shapes, torch_res, torch_1t):
         log(f"  dense {s['name']}")
         tiny = dict(s, **{"in": 2, "out": 2})
-        rows += kernel_rows(ctx, "dense", s, op_fns, tiny, tr, dense_flops(s["N"], s["in"], s["out"]), bwd_mult=3)
+        rows += kernel_rows(ctx, "dense", s, op_fns, tiny, tr, dense_flops(s["N"], s["in"], s["out"]), bwd_mult=3, torch_1t=tr1)
     return {"rows": rows, "torch_error": torch_err}

@@ -145,30 +145,52 @@ def _shape_label(s, family):
                 f"k{s['K']} s{s['stride']} p{s['padding']}")
     if family == "pool2d":
         return f"{s['name']}: N{s['N']} C{s['C']} {s['H']}×{s['W']} {s['size']}/{s.get('stride') or s['size']}"
+    if family == "activations":
+        return f"{s['name']}: N{s['N']} C{s['C']} {s['H']}×{s['W']}"
     return f"{s['name']}: N{s['N']} {s['in']}→{s['out']}"
 
 
 PASS = {"fwd": "fwd", "fwdbwd": "fwd+bwd"}
 
+#: (header, cell) of every kernel-table column; which ones a family shows is in KERNEL_COLUMNS
+_COLUMNS = {
+    "shape": lambda r, fam: _shape_label(r["shape"], fam),
+    "op": lambda r, fam: r["op"],
+    "pass": lambda r, fam: PASS[r["pass"]],
+    "nptl ms": lambda r, fam: ms(r["nptl_seconds"]),
+    "GFLOP/s": lambda r, fam: num(r["nptl_gflops"], "{:.1f}"),
+    "% peak": lambda r, fam: pct(r["nptl_pct_peak"]),
+    "GB/s": lambda r, fam: num(r.get("nptl_gbytes_per_s"), "{:.1f}"),
+    "% copy": lambda r, fam: pct(r.get("nptl_pct_copy")),
+    "torch ms": lambda r, fam: ms(r["torch_seconds"]),
+    "vs torch": lambda r, fam: ratio(r["speed_vs_torch"]),
+    "numpy ms": lambda r, fam: ms(r["numpy_seconds"]),
+    "vs numpy": lambda r, fam: ratio(r["speed_vs_numpy"]),
+    "ref ms": lambda r, fam: ms(r["reference_seconds"]),
+    "vs ref": lambda r, fam: ratio(r["speed_vs_reference"]),
+    "1 thread: nptl ms": lambda r, fam: ms(r.get("nptl_1t_seconds")),
+    "torch ms (1 thread)": lambda r, fam: ms(r.get("torch_1t_seconds")),
+    "vs torch (1 thread)": lambda r, fam: ratio(r.get("speed_vs_torch_1t")),
+}
+_ONE_THREAD = ["1 thread: nptl ms", "torch ms (1 thread)", "vs torch (1 thread)"]
+KERNEL_COLUMNS = {
+    "conv2d": ["shape", "pass", "nptl ms", "GFLOP/s", "% peak", "torch ms", "vs torch", *_ONE_THREAD,
+               "numpy ms", "vs numpy", "ref ms", "vs ref"],
+    "dense": ["shape", "pass", "nptl ms", "GFLOP/s", "% peak", "torch ms", "vs torch", *_ONE_THREAD,
+              "numpy ms", "vs numpy", "ref ms", "vs ref"],
+    "pool2d": ["shape", "op", "pass", "nptl ms", "GB/s", "% copy", "torch ms", "vs torch", *_ONE_THREAD,
+               "numpy ms", "vs numpy", "ref ms", "vs ref"],
+    "activations": ["shape", "op", "pass", "nptl ms", "GB/s", "% copy", "torch ms", "vs torch", *_ONE_THREAD,
+                    "numpy ms", "vs numpy"],
+}
+
 
 def kernel_table(rows, family):
-    header = ["shape", "pass", "nptl ms", "GFLOP/s", "% peak", "torch ms", "vs torch",
-              "numpy ms", "vs numpy", "ref ms", "vs ref"]
-    if family == "pool2d":
-        header.insert(1, "op")
-        header.insert(6, "GB/s")
-    body = []
-    for r in rows:
-        cells = [_shape_label(r["shape"], family), PASS[r["pass"]], ms(r["nptl_seconds"]),
-                 num(r["nptl_gflops"], "{:.1f}"), pct(r["nptl_pct_peak"]),
-                 ms(r["torch_seconds"]), ratio(r["speed_vs_torch"]),
-                 ms(r["numpy_seconds"]), ratio(r["speed_vs_numpy"]),
-                 ms(r["reference_seconds"]), ratio(r["speed_vs_reference"])]
-        if family == "pool2d":
-            cells.insert(1, r["op"])
-            cells.insert(6, num(r.get("nptl_gbytes_per_s"), "{:.1f}") if r["pass"] == "fwd" else "")
-        body.append(cells)
-    return table(header, body)
+    """The family's columns; the 1-thread ones only when the run measured them (more than one
+    thread)."""
+    header = [c for c in KERNEL_COLUMNS[family]
+              if c not in _ONE_THREAD or any(r.get("nptl_1t_seconds") or r.get("torch_1t_seconds") for r in rows)]
+    return table(header, [[_COLUMNS[c](r, family) for c in header] for r in rows])
 
 
 def layers_table(rows):
@@ -231,6 +253,7 @@ def scaling_table(rows):
 
 TITLES = {"conv2d": "conv2d", "pool2d": "pool2d (max and avg)", "dense": "dense",
           "layers": "BatchNorm, global/adaptive average pooling, dropout (float32, GB/s)",
+          "activations": "Elementwise activations", "busy": "Seed CNN training next to a busy neighbour",
           "models": "Seed CNN training and inference",
           "deep": "ResNet18 and VGG16: images/s and peak memory (each side in its own process)", "compile": "Start-up and JIT compilation",
           "scaling": "Scaling: seed-cnn-2 conv2d by batch and threads",
@@ -278,7 +301,8 @@ def markdown(results):
     if not env["nptl_available"]:
         out += ["", f"**nptl columns skipped: nptl is not importable ({env['nptl_error']}).**"]
     renderers = {"conv2d": lambda r: kernel_table(r, "conv2d"), "pool2d": lambda r: kernel_table(r, "pool2d"),
-                 "dense": lambda r: kernel_table(r, "dense"), "layers": layers_table, "models": models_table,
+                 "dense": lambda r: kernel_table(r, "dense"), "layers": layers_table,
+                 "activations": lambda r: kernel_table(r, "activations"), "busy": busy_table, "models": models_table,
                  "compile": compile_table, "scaling": scaling_table,
                  "caching": lambda r: _caching_table(r), "deep": _deep_table, "guards": _guards_table}
     for fam, res in results["families"].items():
@@ -295,8 +319,15 @@ def markdown(results):
                               if v})
         if ref_batches:
             notes.append(f"ref ms: measured on batch {', '.join(map(str, ref_batches))}, scaled per image.")
-        if fam in ("conv2d", "pool2d", "dense", "layers"):
+        if fam in ("conv2d", "pool2d", "dense", "layers", "activations"):
             notes += summary_notes(res["rows"])
+        if fam in ("pool2d", "activations"):
+            copies = sorted({(r["shape"]["N"] * r["shape"]["C"] * r["shape"]["H"] * r["shape"]["W"] * 4,
+                              r["copy_gbytes_per_s"]) for r in res["rows"] if r.get("copy_gbytes_per_s")})
+            notes.append("copy bandwidth (read + write, at the input's size): "
+                         + ", ".join(f"{b / 2**20:.1f} MB {g:.1f} GB/s" for b, g in copies))
+        if fam == "busy":
+            notes += busy_notes(res)
         if fam == "models":
             r0 = res["rows"][0]
             notes.append(f"Optimizer {r0['optimizer'].upper()} lr {r0['lr']} on both sides; frozen = conv base "
@@ -309,6 +340,22 @@ def markdown(results):
     return "\n".join(out)
 
 
+def busy_table(rows):
+    header = ["run", "nptl train img/s", "torch train img/s", "vs torch"]
+    return table(header, [[r["run"], rate(r["nptl_train_img_s"]), rate(r["torch_train_img_s"]),
+                           ratio(r["speed_vs_torch"])] for r in rows])
+
+
+def busy_notes(res):
+    notes = [f"{res['model']} at batch {res['batch']}, all layers trainable, {res['threads']} threads on both "
+             f"sides, while `{res['neighbour']}` spins {res['neighbour_cpus']}."]
+    s = res.get("summary")
+    if s:
+        notes.append(f"ratio to torch over {s['runs']} runs: median {s['median']:.2f}×, "
+                     f"spread {s['min']:.2f}–{s['max']:.2f}×")
+    return notes
+
+
 def geometric_mean(values):
     values = [v for v in values if v]
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
@@ -317,7 +364,8 @@ def geometric_mean(values):
 def summary_notes(rows):
     """Geometric means of the speed ratios per pass, and the smallest ratio to the reference."""
     notes = []
-    for key, label in (("speed_vs_torch", "vs torch"), ("speed_vs_numpy", "vs numpy")):
+    for key, label in (("speed_vs_torch", "vs torch"), ("speed_vs_torch_1t", "vs torch at 1 thread"),
+                       ("speed_vs_numpy", "vs numpy")):
         parts = []
         for p in ("fwd", "fwd+bwd"):
             g = geometric_mean([r.get(key) for r in rows if PASS.get(r["pass"], r["pass"]) == p])

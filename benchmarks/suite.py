@@ -1,4 +1,5 @@
 """The agreed shapes (bench-shapes.json), their --quick miniatures, and the run context."""
+import contextlib
 import dataclasses
 import json
 import os
@@ -57,6 +58,20 @@ class Context:
         if gflops is None or not self.peak:
             return None
         return 100.0 * gflops / self.peak
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run nptl on one thread for the block (the "1 thread" columns): Numba's thread count for
+    the calling thread, which the parallel kernels and the conv2d planner read at each call.
+    BLAS already runs single-threaded under nptl's default policy."""
+    import numba
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def log(*args):

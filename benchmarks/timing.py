@@ -84,8 +84,12 @@ def pool2d_ops(N, C, H, W, size, stride=None):
     return N * C * Ho * Wo * size * size
 
 
-def pool2d_bytes(N, C, H, W, size, stride=None):
-    """float32 bytes read (input) plus written (output) by the forward pass."""
+def pool2d_bytes(N, C, H, W, size, stride=None, op="avg", backward=False):
+    """float32 bytes the pass must move at least: forward reads x and writes y; the backward
+    adds reading dy and writing dx, and for max pooling reading x again (where the maxima are)."""
     stride = stride or size
-    Ho, Wo = (H - size) // stride + 1, (W - size) // stride + 1
-    return 4 * (N * C * H * W + N * C * Ho * Wo)
+    X = N * C * H * W
+    Y = N * C * ((H - size) // stride + 1) * ((W - size) // stride + 1)
+    fwd = X + Y
+    bwd = Y + X + (X if op == "max" else 0)
+    return 4 * (fwd + (bwd if backward else 0))

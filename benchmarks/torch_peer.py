@@ -7,11 +7,13 @@ task kinds (same geometry and FLOP definitions as the nptl side, float32, NCHW):
     {"kind": "gemm", "n": 2048}
     {"kind": "conv2d", N C H W F K stride padding}      -> fwd, fwdbwd (autograd dx and dw, db)
     {"kind": "pool2d", "op": "max"|"avg", N C H W size stride}  -> fwd, fwdbwd
+    {"kind": "activation", "op": "relu"|"sigmoid", N C H W}     -> fwd, fwdbwd
     {"kind": "dense", N in out}                          -> fwd, fwdbwd
     {"kind": "layer", "op": "batch_norm"|"global_avg_pool2d"|"adaptive_avg_pool2d"|"dropout",
      "x": shape, "output_size", "rate"}                  -> fwd, fwdbwd
-    {"kind": "model", "input": [C,H,W], "batch", "optimizer": "sgd"|"adam", "lr", "steps"}
+    {"kind": "model", "input": [C,H,W], "batch", "optimizer": "sgd"|"adam", "lr", "steps", "phases"?}
         -> train (all trainable), train_frozen (conv base frozen), inference; per-phase medians
+           ("phases": the subset to run, default all three)
 Output: {"ok": true, "env": {...}, "results": [one dict per task, or {"error": ...}]}.
 If torch is missing the output is {"ok": false, "error": "..."} and the caller shows "n/a".
 
@@ -100,6 +102,12 @@ def _pool2d(torch, t, spec):
     return _fwd_bwd(torch, spec, lambda x: op(x, t["size"], t.get("stride") or t["size"]), [x])
 
 
+def _activation(torch, t, spec):
+    x = torch.randn(t["N"], t["C"], t["H"], t["W"])
+    op = torch.nn.functional.relu if t["op"] == "relu" else torch.sigmoid
+    return _fwd_bwd(torch, spec, op, [x])
+
+
 def _dense(torch, t, spec):
     F = torch.nn.functional
     x = torch.randn(t["N"], t["in"])
@@ -141,8 +149,11 @@ def _model(torch, t, spec):
     B, steps = t["batch"], t["steps"]
     x = torch.randn(B, *t["input"])
     y = torch.randint(0, 10, (B,))
+    phases = t.get("phases", ["train", "train_frozen", "inference"])
     out = {}
     for frozen in (False, True):
+        if ("train_frozen" if frozen else "train") not in phases:
+            continue
         base, head = seed_cnn(torch, t["input"])
         model = torch.nn.Sequential(base, head)
         for p in base.parameters():
@@ -164,6 +175,8 @@ def _model(torch, t, spec):
             return {"forward": t1 - t0, "backward": t2 - t1, "update": t3 - t2, "step": t3 - t0}
 
         out["train_frozen" if frozen else "train"] = median_phases(step, steps, warmup=WARMUP_STEPS)
+    if "inference" not in phases:
+        return out
     model.eval()
 
     def infer():
@@ -176,7 +189,8 @@ def _model(torch, t, spec):
     return out
 
 
-KINDS = {"gemm": _gemm, "conv2d": _conv2d, "pool2d": _pool2d, "dense": _dense, "layer": _layer, "model": _model}
+KINDS = {"gemm": _gemm, "conv2d": _conv2d, "pool2d": _pool2d, "activation": _activation, "dense": _dense,
+         "layer": _layer, "model": _model}
 
 
 def main():
