@@ -33,6 +33,11 @@ When dx and dW are both wanted, one fused pass (:func:`_backward_slice`, reached
 ``cols`` buffer for ``dcols``.  Outputs narrower than :data:`SMALL_WO` are im2col'd/col2im'd
 through a per-geometry tap table (one gather per row and image) instead of row by row.
 
+3×3 stride-1 layers with enough channels run (C1), and for padded layers (C2), as Winograd
+F(4×4, 3×3) instead (:mod:`nptl.kernels.conv2d_winograd`; the entry points below ask its
+:func:`~nptl.kernels.conv2d_winograd.tile_size` / ``input_grad_tile_size``, the one place
+that decides).
+
 Functions take contiguous arrays of one float dtype and trust their arguments: checks live in
 :mod:`nptl.ops`.  Without a bindable OpenBLAS (``conv2d_blas.AVAILABLE`` False) the same
 formulas run as whole-batch im2col + NumPy matmul (the ``_np_*`` functions below).
@@ -43,6 +48,7 @@ import numpy as np
 from numba import prange, uintp
 
 from . import conv2d_blas as _blas
+from . import conv2d_winograd as _winograd
 from .conv2d_blas import NO_TRANS, TRANS, gemm
 from .jit import kernel
 from .schedule import plan, run_slices
@@ -430,6 +436,9 @@ def conv2d_forward(x, w, b, stride, padding):
     Ho, Wo = output_size(H, W, KH, KW, stride, padding)
     if not _blas.AVAILABLE:
         return _np_forward(x, w, b, stride, padding, Ho, Wo)
+    m = _winograd.tile_size(C, F, Ho, Wo, KH, KW, stride)
+    if m:
+        return _winograd.conv2d_forward(x, w, b, padding, m)
     T, nb = plan(N, Ho * Wo, C * KH * KW, x.itemsize, _pointwise(KH, KW, stride, padding))
     return _forward(x, w, b, stride, padding, Ho, Wo, T, nb)
 
@@ -439,6 +448,9 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding):
     N, C, H, W = x_shape
     if not _blas.AVAILABLE:
         return _np_backward_input(dy, w, x_shape, stride, padding)
+    m = _winograd.input_grad_tile_size(C, w.shape[0], H, W, w.shape[2], w.shape[3], stride, padding)
+    if m:
+        return _winograd.conv2d_backward_input(dy, w, padding, m)
     T, nb = plan(N, dy.shape[2] * dy.shape[3], C * w.shape[2] * w.shape[3], dy.itemsize,
                   _pointwise(w.shape[2], w.shape[3], stride, padding))
     return _backward_input(dy, w, H, W, stride, padding, T, nb)
@@ -463,6 +475,10 @@ def conv2d_backward(dy, x, w, stride, padding):
     if not _blas.AVAILABLE:
         dw, db = _np_backward_weight(dy, x, w.shape, stride, padding)
         return _np_backward_input(dy, w, x.shape, stride, padding), dw, db
+    _, C, H, W = x.shape
+    if _winograd.input_grad_tile_size(C, w.shape[0], H, W, KH, KW, stride, padding):
+        return conv2d_backward_input(dy, w, x.shape, stride, padding), *conv2d_backward_weight(
+            dy, x, w.shape, stride, padding)
     T, nb = plan(x.shape[0], dy.shape[2] * dy.shape[3], x.shape[1] * KH * KW, dy.itemsize,
                  _pointwise(KH, KW, stride, padding))
     return _backward(dy, x, w, stride, padding, T, nb)

@@ -1,0 +1,106 @@
+"""Winograd F(m×m, 3×3) kernels (nptl.kernels.conv2d_winograd) against the reference twin.
+
+Forward (C1) and input gradient (C2) on generated 3×3 stride-1 geometries, both tile sizes, any
+split of the batch over threads and chunks (ragged last chunk, more threads than images),
+outputs smaller than one tile, cropped edge tiles, channels below the vector width; then each
+branch of the dispatch decision and the entry points of nptl.kernels.conv2d that route to it.
+
+Tolerance.  F(2×2) rounds like the sliding sum; F(4×4) multiplies by up to 8 and divides by 24
+in its transforms, and measured float32 errors of 4e-6 (32 channels), 7e-6 (64) and 1.5e-5
+(256) times the output's largest magnitude on the suite's shapes, against 6e-7 for im2col.  So
+float32 is compared at ``1e-4 · max|y|`` (float64 at ``1e-11 · max|y|``) for both tile sizes.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from nptl.kernels import conv2d as K
+from nptl.kernels import conv2d_blas
+from nptl.kernels import conv2d_winograd as WG
+from nptl.kernels import reference as ref
+from tests.strategies import DTYPES, rand, seeds
+
+pytestmark = pytest.mark.skipif(not conv2d_blas.AVAILABLE, reason="no bindable OpenBLAS")
+
+TILES = st.sampled_from(sorted(WG.MATRICES))
+
+
+def _close(a, b, dtype):
+    """``|a − b| ≤ tol · max(1, max|b|)`` elementwise, tol as in the module docstring."""
+    assert a.dtype == dtype and a.shape == b.shape
+    tol = 1e-4 if np.dtype(dtype) == np.float32 else 1e-11
+    scale = max(1.0, float(np.max(np.abs(b), initial=0)))
+    np.testing.assert_allclose(a, b, rtol=0, atol=tol * scale)
+
+
+@st.composite
+def geometries(draw):
+    """``(N, C, H, W, F, padding)`` of a 3×3 stride-1 layer with at least one output pixel."""
+    padding = draw(st.integers(0, 2))
+    lo = max(1, 3 - 2 * padding)
+    return (draw(st.integers(1, 4)), draw(st.integers(1, 9)), draw(st.integers(lo, 14)),
+            draw(st.integers(lo, 14)), draw(st.integers(1, 9)), padding)
+
+
+def _case(geometry, dtype, seed):
+    N, C, H, W, F, p = geometry
+    rng = np.random.default_rng(seed)
+    x, w, b = rand(rng, (N, C, H, W), dtype), rand(rng, (F, C, 3, 3), dtype), rand(rng, (F,), dtype)
+    dy = rand(rng, (N, F, H + 2 * p - 2, W + 2 * p - 2), dtype)
+    return x, w, b, dy, p
+
+
+@settings(deadline=None)
+@given(geometry=geometries(), m=TILES, dtype=DTYPES, seed=seeds,
+       split=st.tuples(st.integers(1, 3), st.integers(1, 3)))
+def test_forward_and_input_gradient_match_reference(geometry, m, dtype, seed, split):
+    x, w, b, dy, p = _case(geometry, dtype, seed)
+    T, nb = min(split[0], x.shape[0]), split[1]
+    _close(WG._forward(x, w, b, p, m, T, nb), ref.conv2d(x, w, b, 1, p), dtype)
+    _close(WG.conv2d_backward_input(dy, w, p, m), ref.conv2d_backward(dy, x, w, 1, p)[0], dtype)
+
+
+@pytest.mark.parametrize("m", sorted(WG.MATRICES))
+def test_transforms_are_the_convolution_on_one_tile(m):
+    """(W1)–(W4) by hand on one α×α patch: ``Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A`` is the m×m valid
+    correlation of d with g."""
+    BT, G, AT = WG.MATRICES[m]
+    rng = np.random.default_rng(m)
+    d, g = rng.standard_normal((m + 2, m + 2)), rng.standard_normal((3, 3))
+    y = AT @ ((G @ g @ G.T) * (BT @ d @ BT.T)) @ AT.T
+    want = [[np.sum(d[i:i + 3, j:j + 3] * g) for j in range(m)] for i in range(m)]
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+
+
+def test_dispatch_decision_branches():
+    taken = dict(C=16, F=16, Ho=8, Wo=8, KH=3, KW=3, stride=1)
+    assert WG.tile_size(**taken) == 4
+    for change in (dict(KH=5), dict(KW=1), dict(stride=2), dict(C=15), dict(F=15), dict(Ho=7), dict(Wo=7)):
+        assert WG.tile_size(**dict(taken, **change)) == 0, change
+    grad = dict(C=16, F=16, H=8, W=8, KH=3, KW=3, stride=1)
+    assert WG.input_grad_tile_size(**grad, padding=1) == WG.input_grad_tile_size(**grad, padding=2) == 4
+    assert WG.input_grad_tile_size(**grad, padding=0) == 0     # full convolution: col2im is faster
+    assert WG.input_grad_tile_size(**grad, padding=3) == 0     # 2 − padding < 0: not a convolution
+    assert WG.input_grad_tile_size(**dict(grad, C=8), padding=1) == 0   # C filters of the dx conv
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N,C,H,W,F,p", [
+    (3, 16, 10, 10, 17, 0),    # forward by Winograd, input gradient by col2im (unpadded)
+    (2, 17, 9, 11, 16, 1),     # both by Winograd, 9×11: cropped edge tiles
+    (1, 16, 12, 12, 16, 2),    # padding 2: the input gradient is an unpadded Winograd conv
+])
+def test_entry_points_route_to_winograd(monkeypatch, dtype, N, C, H, W, F, p):
+    calls = []
+    real = WG.conv2d_forward
+    monkeypatch.setattr(WG, "conv2d_forward", lambda *a: calls.append(a[3]) or real(*a))
+    rng = np.random.default_rng(N + C)
+    x, w, b = rand(rng, (N, C, H, W), dtype), rand(rng, (F, C, 3, 3), dtype), rand(rng, (F,), dtype)
+    dy = rand(rng, (N, F, H + 2 * p - 2, W + 2 * p - 2), dtype)
+    rdx, rdw, rdb = ref.conv2d_backward(dy, x, w, 1, p)
+    _close(K.conv2d_forward(x, w, b, 1, p), ref.conv2d(x, w, b, 1, p), dtype)
+    assert calls == [p]
+    _close(K.conv2d_backward_input(dy, w, x.shape, 1, p), rdx, dtype)
+    for got, want in zip(K.conv2d_backward(dy, x, w, 1, p), (rdx, rdw, rdb), strict=True):
+        _close(got, want, dtype)
+    assert calls == [p] + [2 - p] * 2 * (p > 0)
