@@ -17,12 +17,12 @@ computed as matrix products over a *chunk* of ``nb`` consecutive images ``n0 …
     dWᵀ += cols @ dYcᵀ ;  db += Σ_k dYc[:, k]                        (C3) (C4) (R, F)
     dcols = Wmᵀ @ dYc ;  dx[n0+b] = col2im(dcols)  (scatter-add)     (C2)      (R, nb·L)
 
-Threading.  Each pass is a serial ``nogil`` Numba kernel over a slice of the batch; ``T``
-threads (the caller plus a persistent pool of Python threads, ``T`` = Numba's thread count) run
-the slices ``[t·N//T, (t+1)·N//T)`` at once.  Each thread walks its images chunk by chunk with
+Threading.  Each pass is a serial ``nogil`` Numba kernel over a unit of the batch; ``T``
+threads (the caller plus a persistent pool of Python threads, ``T`` = Numba's thread count) take
+units of whole chunks from a shared counter (:mod:`nptl.kernels.schedule`).  A unit is walked chunk by chunk with
 private buffers and calls a *single-threaded* BLAS GEMM (:mod:`nptl.kernels.conv2d_blas`) on
 each chunk, so no BLAS threads spin against Numba's.  Threads share only read-only inputs,
-disjoint rows of ``y``/``dx``, and write per-thread ``dW``/``db`` partials that are summed at
+disjoint rows of ``y``/``dx``, and write per-unit ``dW``/``db`` partials that are summed at
 the end in a fixed order (results do not depend on scheduling).  The chunk size ``nb`` makes
 the GEMMs wide enough (``nb·L ≈ 512`` columns, :data:`nptl.kernels.schedule.CHUNK_COLUMNS`) for small images while
 keeping the per-thread buffers near L2 size (measured per shape on the suite; the split and
@@ -51,7 +51,7 @@ from . import conv2d_blas as _blas
 from . import conv2d_winograd as _winograd
 from .conv2d_blas import NO_TRANS, TRANS, gemm
 from .jit import kernel
-from .schedule import plan, run_slices
+from .schedule import plan, run_units, units
 
 # ----------------------------------------------------------------------------------------------
 # chunk helpers (serial; called inside a thread's chunk loop)
@@ -384,23 +384,26 @@ def _backward_slice(dy, x, w, stride, padding, lo, hi, nb_max, dwt, db, dx):
 
 def _forward(x, w, bias, stride, padding, Ho, Wo, T, nb_max):
     y = np.empty((x.shape[0], w.shape[0], Ho, Wo), dtype=x.dtype)
-    run_slices(T, x.shape[0], lambda t, lo, hi: _forward_slice(x, w, bias, stride, padding, lo, hi, nb_max, y))
+    run_units(T, units(T, x.shape[0], nb_max),
+              lambda u, lo, hi: _forward_slice(x, w, bias, stride, padding, lo, hi, nb_max, y))
     return y
 
 
 def _backward_input(dy, w, H, W, stride, padding, T, nb_max):
     dx = np.zeros((dy.shape[0], w.shape[1], H, W), dtype=dy.dtype)
-    run_slices(T, dy.shape[0], lambda t, lo, hi: _backward_input_slice(dy, w, stride, padding, lo, hi, nb_max, dx))
+    run_units(T, units(T, dy.shape[0], nb_max),
+              lambda u, lo, hi: _backward_input_slice(dy, w, stride, padding, lo, hi, nb_max, dx))
     return dx
 
 
 def _backward_weight(dy, x, KH, KW, stride, padding, T, nb_max):
     N, F, Ho, Wo = dy.shape
     C = x.shape[1]
-    dwp = np.zeros((T, C * KH * KW, F), dtype=dy.dtype)   # per-thread partial dWᵀ sums,
-    dbp = np.zeros((T, F, Ho * Wo), dtype=dy.dtype)       # reduced in a fixed order
-    run_slices(T, N, lambda t, lo, hi: _backward_weight_slice(dy, x, KH, KW, stride, padding, lo, hi, nb_max,
-                                                        dwp[t], dbp[t]))
+    bounds = units(T, N, nb_max)
+    dwp = np.zeros((len(bounds), C * KH * KW, F), dtype=dy.dtype)   # per-unit partial dWᵀ sums,
+    dbp = np.zeros((len(bounds), F, Ho * Wo), dtype=dy.dtype)       # reduced in unit order
+    run_units(T, bounds, lambda u, lo, hi: _backward_weight_slice(dy, x, KH, KW, stride, padding, lo, hi,
+                                                                  nb_max, dwp[u], dbp[u]))
     dw = np.ascontiguousarray(dwp.sum(axis=0).T).reshape(F, C, KH, KW)
     return dw, dbp.sum(axis=(0, 2))
 
@@ -409,11 +412,12 @@ def _backward(dy, x, w, stride, padding, T, nb_max):
     """``(dx, dw, db)`` from one fused pass (:func:`_backward_slice`)."""
     N, F, Ho, Wo = dy.shape
     _, C, KH, KW = w.shape
-    dwp = np.zeros((T, C * KH * KW, F), dtype=dy.dtype)
-    dbp = np.zeros((T, F, Ho * Wo), dtype=dy.dtype)
+    bounds = units(T, N, nb_max)
+    dwp = np.zeros((len(bounds), C * KH * KW, F), dtype=dy.dtype)
+    dbp = np.zeros((len(bounds), F, Ho * Wo), dtype=dy.dtype)
     dx = np.zeros(x.shape, dtype=dy.dtype)
-    run_slices(T, N, lambda t, lo, hi: _backward_slice(dy, x, w, stride, padding, lo, hi, nb_max,
-                                                 dwp[t], dbp[t], dx))
+    run_units(T, bounds, lambda u, lo, hi: _backward_slice(dy, x, w, stride, padding, lo, hi, nb_max,
+                                                           dwp[u], dbp[u], dx))
     dw = np.ascontiguousarray(dwp.sum(axis=0).T).reshape(F, C, KH, KW)
     return dx, dw, dbp.sum(axis=(0, 2))
 

@@ -38,7 +38,7 @@ import numpy as np
 from numba import njit, uintp
 
 from .conv2d_blas import NO_TRANS, gemm
-from .schedule import plan, run_slices
+from .schedule import plan, run_units, units
 
 #: ``m: (Bᵀ (α×α), G (α×3), Aᵀ (m×α))`` — Lavin & Gray's matrices, interpolation points
 #: 0, ±1 (m = 2) and 0, ±1, ±2 (m = 4), plus the point at infinity.
@@ -308,7 +308,7 @@ def _forward(x, w, b, padding, m, T, nb):
     y = np.empty((N, w.shape[0], H + 2 * padding - 2, W + 2 * padding - 2), dtype=x.dtype)
     U = transform_weights(w, m)
     kernel = _SLICES[m]
-    run_slices(T, N, lambda t, lo, hi: kernel(x, U, b, padding, lo, hi, nb, y))
+    run_units(T, units(T, N, nb), lambda u, lo, hi: kernel(x, U, b, padding, lo, hi, nb, y))
     return y
 
 

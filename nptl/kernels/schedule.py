@@ -7,14 +7,22 @@ A kernel built on :mod:`nptl.kernels.conv2d_blas` works image slice by image sli
 - :func:`plan` — ``(T, nb)``: ``T`` slices (one per Numba thread, 1 when BLAS itself has more than
   one thread, so two pools are never nested) and ``nb`` images per GEMM chunk (wide enough for
   the GEMM, small enough for L2).
-- :func:`run_slices` — runs ``task(t, lo, hi)`` for slices ``[t·N//T, (t+1)·N//T)``: slice 0 in
-  the calling thread, the others on a persistent pool of ``T−1`` Python threads.
+- :func:`units` — the batch cut into work units of whole chunks, about :data:`UNITS_PER_THREAD`
+  per thread (one unit when ``T = 1``).
+- :func:`run_units` — runs ``task(u, lo, hi)`` for every unit: the calling thread and a persistent
+  pool of ``T−1`` Python threads each take the next unit from a shared counter when they finish
+  one (dynamic hand-out), so a thread that shares its core with another process does less of
+  the work instead of holding up the others.
+
+A kernel that sums partial results (``dW``) keeps one partial per *unit*, indexed by ``u``, and
+reduces them in unit order: results do not depend on which thread ran which unit.
 
 Kernels take ``(T, nb)`` as arguments and stay pure functions on arrays; the process-wide
 thread settings that :func:`plan` reads are made explicit by :func:`nptl.configure`.
 """
 from __future__ import annotations
 
+import itertools
 import os
 
 import numba
@@ -50,35 +58,66 @@ def plan(N, L, R=1, itemsize=4, pointwise=False):
     return T, nb
 
 
+#: work units per thread when ``T > 1``: with 4, a thread slowed down by another process on its
+#: core leaves most of its share to the others.  (With 1, the units are fixed per-thread slices.)
+UNITS_PER_THREAD = 4
+
+
+def units(T, N, nb):
+    """``[(lo, hi), ...]``: images ``[0, N)`` in work units of whole ``nb``-image chunks, about
+    :data:`UNITS_PER_THREAD` per thread; a single unit when ``T = 1``.
+
+    >>> units(2, 64, 5)
+    [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 60), (60, 64)]
+    >>> units(1, 64, 5)
+    [(0, 64)]
+    """
+    if T == 1:
+        return [(0, N)]
+    chunks = -(-N // nb)
+    step = nb * max(1, -(-chunks // (UNITS_PER_THREAD * T)))
+    return [(lo, min(lo + step, N)) for lo in range(0, N, step)]
+
+
 _executor = None
 _executor_key = None
 
 
-def run_slices(T, N, task):
-    """Run ``task(t, lo, hi)`` for the ``T`` slices of ``N`` images: slice 0 in the calling
-    thread, the others on a persistent pool of ``T−1`` Python threads.  The slice kernels are
-    ``nogil`` and call single-threaded BLAS, so the threads run truly in parallel and nothing
-    else spins.  (A Numba ``prange`` driver did the same but re-optimised the whole slice kernel
-    inside every parallel wrapper: +8 s of first-call compilation per pass.)
+def run_units(T, bounds, task):
+    """Run ``task(u, lo, hi)`` for every unit ``u`` of ``bounds`` (from :func:`units`) on ``T``
+    threads: the calling thread and a persistent pool of ``T−1`` Python threads each take the
+    next unit from a shared counter until none is left.  The unit kernels are ``nogil`` and call
+    single-threaded BLAS, so the threads run truly in parallel and nothing else spins.  (A Numba
+    ``prange`` driver did the same with static slices but re-optimised the whole kernel inside
+    every parallel wrapper: +8 s of first-call compilation per pass.)
 
     >>> seen = []
-    >>> run_slices(2, 5, lambda t, lo, hi: seen.append((t, lo, hi)))
+    >>> run_units(2, units(2, 5, 1), lambda u, lo, hi: seen.append((u, lo, hi)))
     >>> sorted(seen)
-    [(0, 0, 2), (1, 2, 5)]
+    [(0, 0, 1), (1, 1, 2), (2, 2, 3), (3, 3, 4), (4, 4, 5)]
     """
     global _executor, _executor_key
-    bounds = [(t * N) // T for t in range(T + 1)]
-    if T == 1:
-        task(0, 0, N)
+    T = min(T, len(bounds))
+    if T <= 1:
+        for u, (lo, hi) in enumerate(bounds):
+            task(u, lo, hi)
         return
     key = (os.getpid(), T)  # a forked child inherits the pool object but not its threads
     if _executor is None or _executor_key != key:
         from concurrent.futures import ThreadPoolExecutor
         _executor = ThreadPoolExecutor(max_workers=T - 1, thread_name_prefix="nptl-conv")
         _executor_key = key
-    futures = [_executor.submit(task, t, bounds[t], bounds[t + 1]) for t in range(1, T)]
+    counter = itertools.count()  # next() on it is atomic under the GIL: each unit is taken once
+
+    def work():
+        for u in counter:
+            if u >= len(bounds):
+                return
+            task(u, *bounds[u])
+
+    futures = [_executor.submit(work) for _ in range(T - 1)]
     try:
-        task(0, bounds[0], bounds[1])
+        work()
     finally:
         for f in futures:
             f.result()
