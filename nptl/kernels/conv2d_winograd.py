@@ -22,7 +22,8 @@ tile columns).  Per chunk and channel, the patches are gathered into ``D[i·α+j
 transformed twice along the tile axis ``t`` (contiguous, so the loops vectorise):
 ``E[ξ·α+j] = Σ_i Bᵀ[ξ,i] D[i·α+j]``, then ``V[ξ·α+ν, c] = Σ_j Bᵀ[ν,j] E[ξ·α+j]``.  (W3) is α²
 single-threaded GEMMs ``M[k] (F, T) = U[k] (F, C) @ V[k] (C, T)`` (:mod:`nptl.kernels.conv2d_blas`);
-(W4) runs the same two passes with ``Aᵀ`` per filter and scatters the tiles into ``y``.  Chunks
+(W4) runs the same two passes with ``Aᵀ`` per filter and scatters the tiles into ``y``.  The
+kernels are compiled once per ``m`` with the matrices as constants (:func:`_forward_slice_f4`).  Chunks
 are handed to threads by :mod:`nptl.kernels.schedule`.
 
 The input gradient (C2) of a 3×3 stride-1 convolution with padding ``P ≤ 2`` is itself such a
@@ -71,9 +72,15 @@ MATRICES = {
                   [0, 1, -1, 8, -8, 1]], dtype=np.float64)),
 }
 
-#: tile columns per chunk to aim for: V and M of a chunk, α²·(C + F)·T values, stay near L2
-CHUNK_BYTES = 1024 * 1024
+#: bytes of V and M per chunk (α²·(C + F)·T values) to aim for.  Measured on one Zen 4 core
+#: (1 MB L2): 1 / 2 / 4 MB gave 3.4 / 2.8 / 5.2 ms on seed-cnn-2 and 8.3 / 8.4 / 39 ms on vgg-block
+CHUNK_BYTES = 2 * 1024 * 1024
 MIN_TILE_COLUMNS = 16
+#: the tile-column count of a full chunk is rounded up to a multiple of this (the spare columns
+#: are transformed and multiplied as zeros, never scattered), so the transform loops over the
+#: tiles run in whole 16-float vectors without a scalar remainder.  (Rounding to 64 instead
+#: wasted more on padding than it saved: seed-cnn-2 4.4 ms against 3.4.)
+TILE_ALIGN = 16
 
 
 def tile_size(C, F, Ho, Wo, KH, KW, stride):
@@ -82,9 +89,9 @@ def tile_size(C, F, Ho, Wo, KH, KW, stride):
 
     3×3 stride-1 layers with at least 16 channels and 16 filters (the transforms cost O(C + F)
     per tile, the α² GEMMs O(C·F): with fewer the transforms dominate) and outputs at least
-    8×8 (on the suite's 3×3 output, seed-cnn-3, both tile sizes were 1.4-2.2× slower than
-    im2col; on 11×11 and 16×16 outputs F(4×4) was 1.25-1.9× faster and F(2×2) no better than
-    F(4×4)), so m = 4.
+    8×8.  Measured on one Zen 4 core: 11×11 and 16×16 outputs (seed-cnn-2, vgg-block) took
+    2.5 and 6.7 ms with F(4×4) against 4.1 and 14.6 ms with im2col, F(2×2) 3.4 and 9.3 ms; the
+    3×3 output of seed-cnn-3 took 0.66 (F(4×4)) and 0.74 ms (F(2×2)) against 0.60.  So m = 4.
 
     >>> tile_size(32, 64, 11, 11, 3, 3, 1), tile_size(3, 32, 30, 30, 3, 3, 1), tile_size(64, 64, 3, 3, 3, 3, 1)
     (4, 0, 0)
@@ -101,8 +108,9 @@ def input_grad_tile_size(C, F, H, W, KH, KW, stride, padding):
 
     As :func:`tile_size` for that convolution (``F`` channels, ``C`` filters, output ``H×W``),
     and only for padded layers: an unpadded layer's input gradient is a *full* convolution
-    (padding 2) whose tiles are a third padding on small images, measured slower than col2im on
-    seed-cnn-2 (5.3 vs 4.2 ms, one thread), while the padded vgg-block took 8.9 ms against 14.6.
+    (padding 2) whose edge tiles are mostly padding on small images.  On seed-cnn-2 it took
+    4.9 ms against the 3.9 ms that dx adds to the fused im2col backward pass (one thread), while
+    the padded vgg-block's took 7.7 ms against 14.8 ms by col2im.
 
     >>> input_grad_tile_size(64, 128, 16, 16, 3, 3, 1, 1), input_grad_tile_size(32, 64, 13, 13, 3, 3, 1, 0)
     (4, 0)
@@ -116,24 +124,25 @@ def transform_weights(w, m):
     """(W1) ``U[ξ·α+ν, f, c] = (G · w[f,c] · Gᵀ)[ξ, ν]``, accumulated in float64, in ``w``'s dtype."""
     F, C = w.shape[:2]
     U = np.empty(((m + 2) ** 2, F, C), dtype=w.dtype)
-    _transform_weights(w, MATRICES[m][1], U)
+    _transform_weights(np.ascontiguousarray(w.transpose(0, 2, 3, 1)), MATRICES[m][1], U)
     return U
 
 
 @njit(cache=True)
-def _transform_weights(w, G, U):
-    F, C = w.shape[:2]
+def _transform_weights(wt, G, U):
+    """(W1) from ``wt[f, i, j, c] = w[f, c, i, j]``: every loop ends in a contiguous run over c."""
+    F, _, _, C = wt.shape
     a = G.shape[0]
-    tmp = np.empty((a, 3))
+    tmp = np.empty((a, 3, C))
     for f in range(F):
-        for c in range(C):
-            for xi in range(a):
-                for j in range(3):
-                    tmp[xi, j] = G[xi, 0] * w[f, c, 0, j] + G[xi, 1] * w[f, c, 1, j] + G[xi, 2] * w[f, c, 2, j]
-            for xi in range(a):
-                for nu in range(a):
-                    v = tmp[xi, 0] * G[nu, 0] + tmp[xi, 1] * G[nu, 1] + tmp[xi, 2] * G[nu, 2]
-                    U[xi * a + nu, f, c] = v
+        for xi in range(a):                   # tmp = G · w[f]
+            for j in range(3):
+                for c in range(C):
+                    tmp[xi, j, c] = G[xi, 0] * wt[f, 0, j, c] + G[xi, 1] * wt[f, 1, j, c] + G[xi, 2] * wt[f, 2, j, c]
+        for xi in range(a):                   # U[:, f] = tmp · Gᵀ
+            for nu in range(a):
+                for c in range(C):
+                    U[xi * a + nu, f, c] = tmp[xi, 0, c] * G[nu, 0] + tmp[xi, 1, c] * G[nu, 1] + tmp[xi, 2, c] * G[nu, 2]
 
 
 @njit(cache=True, inline="always")
@@ -210,7 +219,7 @@ def _forward_chunks(x, U, BT, AT, m, bias, padding, lo, hi, nb_max, y):
     tH = (Ho + m - 1) // m
     tW = (Wo + m - 1) // m
     P = tH * tW
-    ld = nb_max * P
+    ld = -(-nb_max * P // TILE_ALIGN) * TILE_ALIGN
     xs, ys, us = x.reshape(-1), y.reshape(-1), U.reshape(-1)
     Wp = tW * m + 2
     xpad = np.zeros((tH * m + 2) * Wp, dtype=x.dtype)
@@ -219,7 +228,7 @@ def _forward_chunks(x, U, BT, AT, m, bias, padding, lo, hi, nb_max, y):
         for tj in range(tW):
             toff[ti * tW + tj] = ti * m * Wp + tj * m
     sh = m // 2   # log2(m) for m = 2, 4: tile index j >> sh, position in the tile j & (m − 1)
-    D = np.empty(a2 * ld, dtype=x.dtype)
+    D = np.zeros(a2 * ld, dtype=x.dtype)  # columns past nb·P stay 0 (finite, never denormal)
     E = np.empty(a2 * ld, dtype=x.dtype)
     V = np.empty(a2 * C * ld, dtype=x.dtype)
     Mb = np.empty(a2 * F * ld, dtype=x.dtype)
@@ -227,7 +236,7 @@ def _forward_chunks(x, U, BT, AT, m, bias, padding, lo, hi, nb_max, y):
     O = np.empty(m * m * ld, dtype=x.dtype)
     for n0 in range(lo, hi, nb_max):
         nb = min(nb_max, hi - n0)
-        T = nb * P
+        T = -(-nb * P // TILE_ALIGN) * TILE_ALIGN if nb == nb_max else nb * P
         for c in range(C):                                   # (W2)
             for b in range(nb):
                 _gather_patches(xs, ((n0 + b) * C + c) * H * W, H, W, padding, a, Wp, toff, xpad, b * P, T, D)
