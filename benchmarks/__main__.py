@@ -1,4 +1,4 @@
-"""python -m benchmarks [--quick] [--out FILE.json] [--md FILE.md] [--only FAMILIES] [--repeats N] [--threads N]
+"""python -m benchmarks [--quick] [--out FILE.json] [--md FILE.md] [--only FAMILIES] [--repeats N] [--threads N] [--cpu-time]
 
 Runs the nptl benchmark suite (benchmarks/bench-shapes.json), prints Markdown tables to stdout
 (progress goes to stderr) and writes every figure plus the environment to JSON.
@@ -25,7 +25,12 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, help="timing samples per figure (default 5, --quick 1)")
     p.add_argument("--threads", type=int,
                    help="threads for nptl (Numba and BLAS) and PyTorch (default: Numba's default, all cores)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="with --threads 1: time the kernel families by thread CPU time, not wall time "
+                        "(kernel quality on a loaded machine)")
     args = p.parse_args(argv)
+    if args.cpu_time and args.threads != 1:
+        p.error("--cpu-time needs --threads 1 (other threads' work would not be counted)")
     if args.only:
         names = [ALIASES.get(n.strip(), n.strip()) for n in args.only.split(",") if n.strip()]
         bad = [n for n in names if n not in FAMILIES]
@@ -63,8 +68,11 @@ def main(argv=None):
     from benchmarks.timing import gflops, measure
 
     _, nptl_error = import_nptl()
+    if args.cpu_time:
+        from benchmarks.timing import use_cpu_time
+        use_cpu_time()
     ctx = Context(quick=args.quick, repeats=args.repeats, threads=numba.get_num_threads(),
-                  min_time=0.005 if args.quick else 0.05, nptl_error=nptl_error)
+                  min_time=0.005 if args.quick else 0.05, nptl_error=nptl_error, cpu_time=args.cpu_time)
     if nptl_error:
         log(f"nptl is not importable ({nptl_error}): nptl columns are skipped, baselines still run.")
 
@@ -104,7 +112,7 @@ def main(argv=None):
         log(f"  ({families[fam]['seconds']:.1f} s)")
 
     results = {
-        "config": {"quick": args.quick, "repeats": args.repeats, "threads": ctx.threads,
+        "config": {"quick": args.quick, "repeats": args.repeats, "threads": ctx.threads, "cpu_time": args.cpu_time,
                    "min_time": ctx.min_time, "families": args.families, "argv": sys.argv[1:]},
         "environment": dict(report.environment(ctx, torch_env), load_average_at_start=load_start,
                             other_processes=foreign.report()),

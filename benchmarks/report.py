@@ -295,6 +295,8 @@ def markdown(results):
     out.append(f"GEMM peak (float32 {gemm['n']}², best of {gemm['numpy']['repeats']} samples): NumPy **{num(gemm['numpy_gflops'], '{:.1f}')} GFLOP/s**"
                f" (the 100% of every \"% peak\"), PyTorch {num(gemm['torch_gflops'], '{:.1f}')} GFLOP/s.")
     out.append("")
+    if cfg.get("cpu_time"):
+        out += ["**Kernel times are thread CPU time (`--cpu-time`, one thread), not wall time.**", ""]
     out.append("Times are medians per call in ms. \"vs X\" = X's time ÷ nptl's time (>1× means nptl is "
                "faster). Reference (plain-loop) kernels run on a reduced batch and are scaled per image "
                "to the full batch.")

@@ -49,6 +49,7 @@ class Context:
     min_time: float        # seconds per timing sample (see timing.measure)
     peak: float = None     # measured NumPy float32 GEMM GFLOP/s
     nptl_error: str = None  # why nptl is unavailable, or None
+    cpu_time: bool = False  # kernels timed by thread CPU time (--cpu-time)
 
     @property
     def has_nptl(self):

@@ -2,7 +2,7 @@
 
     python -m benchmarks.torch_peer  < spec.json  > results.json
 
-spec = {"threads": int, "repeats": int, "min_time": float, "tasks": [task, ...]}
+spec = {"threads": int, "repeats": int, "min_time": float, "cpu_time": bool, "tasks": [task, ...]}
 task kinds (same geometry and FLOP definitions as the nptl side, float32, NCHW):
     {"kind": "gemm", "n": 2048}
     {"kind": "conv2d", N C H W F K stride padding}      -> fwd, fwdbwd (autograd dx and dw, db)
@@ -27,6 +27,7 @@ if __package__ in (None, ""):  # run as a plain script: make `benchmarks` import
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import timing  # noqa: E402
 from benchmarks.timing import measure, median_phases  # noqa: E402
 
 
@@ -44,7 +45,8 @@ def run(tasks, ctx, threads=None, timeout=900):
     """
     from benchmarks.suite import run_python, subprocess_env
     threads = threads or ctx.threads
-    spec = {"threads": threads, "repeats": ctx.repeats, "min_time": ctx.min_time, "tasks": tasks}
+    spec = {"threads": threads, "repeats": ctx.repeats, "min_time": ctx.min_time, "cpu_time": ctx.cpu_time,
+            "tasks": tasks}
     empty = [None] * len(tasks)
     try:
         out = json.loads(run_python(["-m", "benchmarks.torch_peer"], subprocess_env(threads),
@@ -201,6 +203,8 @@ def main():
         print(json.dumps({"ok": False, "error": f"torch not installed ({type(e).__name__}: {e})"}))
         return
     torch.set_num_threads(spec["threads"])
+    if spec.get("cpu_time"):
+        timing.use_cpu_time()
     results = []
     for t in spec["tasks"]:
         try:
