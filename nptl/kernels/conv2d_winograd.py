@@ -36,9 +36,10 @@ for the forward pass and :func:`input_grad_tile_size` for the input gradient.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, uintp
+from numba import uintp
 
 from .conv2d_blas import NO_TRANS, gemm
+from .jit import kernel
 from .schedule import plan, run_units, units
 
 #: ``m: (Bᵀ (α×α), G (α×3), Aᵀ (m×α))`` — Lavin & Gray's matrices, interpolation points
@@ -128,7 +129,7 @@ def transform_weights(w, m):
     return U
 
 
-@njit(cache=True)
+@kernel
 def _transform_weights(wt, G, U):
     """(W1) from ``wt[f, i, j, c] = w[f, c, i, j]``: every loop ends in a contiguous run over c."""
     F, _, _, C = wt.shape
@@ -145,7 +146,7 @@ def _transform_weights(wt, G, U):
                     U[xi * a + nu, f, c] = tmp[xi, 0, c] * G[nu, 0] + tmp[xi, 1, c] * G[nu, 1] + tmp[xi, 2, c] * G[nu, 2]
 
 
-@njit(cache=True, inline="always")
+@kernel(inline="always")
 def _apply_rows(Mx, src, s_off, dst, d_off, T, rows_in, inner):
     """``dst[r·inner + k, t] = Σ_i Mx[r, i] · src[i·inner + k, t]`` for ``t < T`` (flat arrays with
     row length ``T``, starting ``s_off``/``d_off`` values in): one matrix applied along the first
@@ -165,7 +166,7 @@ def _apply_rows(Mx, src, s_off, dst, d_off, T, rows_in, inner):
                     dst[uintp(d0 + t)] += coef * src[uintp(s0 + t)]
 
 
-@njit(cache=True, inline="always")
+@kernel(inline="always")
 def _apply_cols(Mx, src, dst, d_off, d_stride, T, outer, cols_in):
     """``dst[d_off + (o·R + r)·d_stride + t] = Σ_j Mx[r, j] · src[(o·cols_in + j)·T + t]``: the
     same along the second tile-local axis (``R = Mx.shape[0]``)."""
@@ -185,7 +186,7 @@ def _apply_cols(Mx, src, dst, d_off, d_stride, T, outer, cols_in):
                     dst[uintp(d0 + t)] += coef * src[uintp(s0 + t)]
 
 
-@njit(cache=True, inline="always")
+@kernel(inline="always")
 def _gather_patches(xs, base, H, W, padding, a, Wp, toff, xpad, t0, T, D):
     """``D[i·α+j, t0 + ti·tW + tj] = xp[ti·m + i, tj·m + j]`` for one image plane starting at
     ``xs[base]``: the plane is copied into the interior of ``xpad`` (``Wp`` wide, its border
@@ -205,7 +206,7 @@ def _gather_patches(xs, base, H, W, padding, a, Wp, toff, xpad, t0, T, D):
                 D[uintp(d0 + t)] = xpad[uintp(o + toff[t])]
 
 
-@njit(cache=True, inline="always")
+@kernel(inline="always")
 def _forward_chunks(x, U, BT, AT, m, bias, padding, lo, hi, nb_max, y):
     """(W2)–(W4) for images ``lo ≤ n < hi`` into ``y (N, F, Ho, Wo)``; ``U`` from
     :func:`transform_weights`.  Inlined into one kernel per ``m`` (below), where ``m`` and the
@@ -256,7 +257,7 @@ def _forward_chunks(x, U, BT, AT, m, bias, padding, lo, hi, nb_max, y):
                         ys[uintp(row + j)] = O[uintp(src + (j & (m - 1)) * T + (j >> sh))] + bf
 
 
-@njit(cache=True, inline="always")
+@kernel(inline="always")
 def _rows_strided(AT, Mb, f, F, T, a, Q):
     """``Q[r·α + ν, t] = Σ_ξ Aᵀ[r, ξ] · M[ξ·α+ν, f, t]``: the first pass of (W4) for filter ``f``
     (``M`` is ``(α², F, T)``, so consecutive ξ·α+ν rows of one filter are ``F·T`` apart)."""
@@ -279,13 +280,13 @@ _BT2, _, _AT2 = MATRICES[2]
 _BT4, _, _AT4 = MATRICES[4]
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _forward_slice_f2(x, U, bias, padding, lo, hi, nb_max, y):
     """:func:`_forward_chunks` for F(2×2, 3×3)."""
     _forward_chunks(x, U, _BT2, _AT2, 2, bias, padding, lo, hi, nb_max, y)
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _forward_slice_f4(x, U, bias, padding, lo, hi, nb_max, y):
     """:func:`_forward_chunks` for F(4×4, 3×3)."""
     _forward_chunks(x, U, _BT4, _AT4, 4, bias, padding, lo, hi, nb_max, y)
