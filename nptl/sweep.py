@@ -50,7 +50,12 @@ CONFIG_FORMAT = "nptl-sweep/1"
 
 
 class SweepError(ValueError):
-    """A sweep that cannot start or go on: the message says which setting, file or worker."""
+    """A sweep that cannot start: the message says which setting, file or scheduler."""
+
+
+class WorkerLostError(RuntimeError):
+    """A local worker process died mid-sweep; finished tasks are kept and the sweep resumes when
+    run again."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,8 +322,8 @@ def run_sweep(config: SweepConfig, tasks: list[Task], out, workers: int = 1, sch
     The source model is pretrained once into ``out/source.npz`` (reused when present).  Local
     worker processes by default; ``scheduler`` sends the tasks to a dask.distributed cluster,
     whose workers need nptl and the data set named by ``config.data``.  A worker that dies
-    stops a local sweep with :class:`SweepError` (finished tasks are kept; run again to resume);
-    on a cluster, dask re-runs a lost worker's task elsewhere.
+    stops a local sweep with :class:`WorkerLostError` (finished tasks are kept; run again to
+    resume); on a cluster, dask re-runs a lost worker's task elsewhere.
     """
     from tqdm.auto import tqdm
 
@@ -367,7 +372,7 @@ def run_sweep(config: SweepConfig, tasks: list[Task], out, workers: int = 1, sch
                         _append(results_path, fut.result())
                         bar.update()
                 except BrokenProcessPool:
-                    raise SweepError(f"sweep: a worker process died; the {bar.n} finished tasks are in "
+                    raise WorkerLostError(f"sweep: a worker process died; the {bar.n} finished tasks are in "
                                      f"{results_path}: run the same command again to resume") from None
                 except BaseException:
                     for f in futures:

@@ -129,12 +129,16 @@ def main(argv=None) -> int:
             return 130
         message = " ".join(str(err).split()) or type(err).__name__
         from ..errors import NonFiniteError
+        from ..sweep import WorkerLostError
 
         if isinstance(err, _user_errors()):
             print(f"{prog}: error: {message}", file=sys.stderr)
             return 2
         if isinstance(err, NonFiniteError):
             print(f"{prog}: error: {message} (try a lower --lr)", file=sys.stderr)
+            return 1
+        if isinstance(err, WorkerLostError):
+            print(f"{prog}: error: {message}", file=sys.stderr)
             return 1
         if isinstance(err, (ValueError, OSError)):  # the library's argument checks, file-system errors
             print(f"{prog}: error: {message}", file=sys.stderr)
