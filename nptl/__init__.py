@@ -24,6 +24,8 @@ _LAZY = {
     "check_gradients": ("nptl.gradient_check", "check_gradients"),
     "seed_cnn": ("nptl.models", "seed_cnn"),
     "Conv2D": ("nptl.layers", "Conv2D"),
+    "ConvTranspose2D": ("nptl.layers", "ConvTranspose2D"),
+    "Upsample2D": ("nptl.layers", "Upsample2D"),
     "MaxPool2D": ("nptl.layers", "MaxPool2D"),
     "AvgPool2D": ("nptl.layers", "AvgPool2D"),
     "Dense": ("nptl.layers", "Dense"),

@@ -6,7 +6,8 @@ float32 or float64 — and calls the Numba/BLAS kernels in :mod:`nptl.kernels`. 
 that dtype.  The formulas and their derivations live in the kernels' docstrings and in
 :mod:`nptl.kernels.reference`, whose functions have exactly these names and signatures.
 
-Layout: NCHW activations, ``(F, C, KH, KW)`` conv weights, ``(in, out)`` dense weights.
+Layout: NCHW activations, ``(F, C, KH, KW)`` conv weights, ``(C, F, KH, KW)`` transposed-conv
+weights (as torch), ``(in, out)`` dense weights.
 """
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ import numpy as np
 from ._checks import as_array, check_finite, check_int, check_ndim, check_shape, compute_dtype
 from .kernels import activations as _act
 from .kernels import conv2d as _conv
+from .kernels import conv_transpose2d as _convt
 from .kernels import dense as _dense
 from .kernels import dropout as _dropout
 from .kernels import losses as _loss
 from .kernels import norm as _norm
 from .kernels import pool as _pool
+from .kernels import upsample as _up
 from .threads import configure as configure_threads
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "batch_norm", "batch_norm_backward", "dropout", "dropout_backward", "dropout_mask",
     "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward",
     "adaptive_pool2d_output_size",
+    "conv_transpose2d", "conv_transpose2d_backward", "conv_transpose2d_output_shape",
+    "upsample2d", "upsample2d_backward", "upsample_factors",
 ]
 
 
@@ -67,6 +72,42 @@ def pool2d_output_shape(x_shape, size, stride=None, where="pool2d"):
     if size > H or size > W:
         raise ValueError(f"{where}: pool size {size} is larger than the input {H}x{W}")
     return (N, C, (H - size) // stride + 1, (W - size) // stride + 1)
+
+
+def conv_transpose2d_output_shape(x_shape, w_shape, stride=1, padding=0, output_padding=0,
+                                  where="conv_transpose2d"):
+    """``(N, F, Ho, Wo)``, ``Ho = (H−1)·s − 2P + KH + op``, for input ``x_shape`` and weights
+    ``w_shape (C, F, KH, KW)``; raises on invalid geometry."""
+    stride = check_int(stride, "stride", where, 1)
+    padding = check_int(padding, "padding", where, 0)
+    output_padding = check_int(output_padding, "output_padding", where, 0)
+    N, C, H, W = x_shape
+    Cw, F, KH, KW = w_shape
+    if Cw != C:
+        raise ValueError(
+            f"{where}: channel mismatch: input has {C} channels (x shape {tuple(x_shape)}) "
+            f"but weights (C, F, KH, KW) expect {Cw} (w shape {tuple(w_shape)})"
+        )
+    if KH < 1 or KW < 1:
+        raise ValueError(f"{where}: kernel size must be >= 1, got {KH}x{KW}")
+    if output_padding >= stride:
+        raise ValueError(f"{where}: 'output_padding' must be smaller than 'stride' ({stride}), got {output_padding}")
+    Ho = (H - 1) * stride - 2 * padding + KH + output_padding
+    Wo = (W - 1) * stride - 2 * padding + KW + output_padding
+    if Ho < 1 or Wo < 1:
+        raise ValueError(
+            f"{where}: padding {padding} crops the whole output: (H−1)·s − 2P + KH + op = {Ho}x{Wo} "
+            f"for input {H}x{W}, kernel {KH}x{KW}, stride {stride}"
+        )
+    return (N, F, Ho, Wo)
+
+
+def upsample_factors(size, where="upsample2d") -> tuple[int, int]:
+    """``(sh, sw)`` from ``size`` = an integer or a pair of integers >= 1."""
+    pair = (size, size) if np.isscalar(size) else tuple(size)
+    if len(pair) != 2:
+        raise ValueError(f"{where}: 'size' must be an integer or a pair (sh, sw), got {size!r}")
+    return tuple(check_int(s, "size", where, 1) for s in pair)
 
 
 def _nchw(x, name, where, dtype=None):
@@ -105,6 +146,62 @@ def conv2d_backward(dy, x, w, stride=1, padding=0):
     stride, padding = int(stride), int(padding)
     configure_threads()
     return _conv.conv2d_backward(dy, x, w, stride, padding)  # one fused pass
+
+
+# ----------------------------------------------------------------------------------------------
+# transposed convolution and upsampling
+# ----------------------------------------------------------------------------------------------
+def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
+    """Transposed convolution (T1), the adjoint of :func:`conv2d` in its input.
+
+    ``x (N, C, H, W)``, ``w (C, F, KH, KW)`` (torch's layout), ``b (F,)`` or None →
+    ``y (N, F, Ho, Wo)``, ``Ho = (H−1)·s − 2P + KH + output_padding``.  Computed as conv2d's
+    input gradient (C2) with ``dy := x`` (:mod:`nptl.kernels.conv_transpose2d`).
+    """
+    where = "conv_transpose2d"
+    x = _nchw(x, "x", where)
+    w = _nchw(w, "w", where, x.dtype)
+    N, F, Ho, Wo = conv_transpose2d_output_shape(x.shape, w.shape, stride, padding, output_padding, where)
+    b = np.zeros(F, x.dtype) if b is None else as_array(b, "b", x.dtype, where)
+    check_shape(b, (F,), "b", where)
+    configure_threads()
+    return _convt.conv_transpose2d_forward(x, w, b, int(stride), int(padding), int(output_padding))
+
+
+def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0):
+    """Gradients of :func:`conv_transpose2d`: ``(dx, dw, db)`` — (T2) = conv2d (C1) of dy,
+    (T3) = conv2d (C3) with x and dy exchanged, (T4)."""
+    where = "conv_transpose2d_backward"
+    x = _nchw(x, "x", where)
+    w = _nchw(w, "w", where, x.dtype)
+    dy = _nchw(dy, "dy", where, x.dtype)
+    out_shape = conv_transpose2d_output_shape(x.shape, w.shape, stride, padding, output_padding, where)
+    check_shape(dy, out_shape, "dy", where)
+    stride, padding = int(stride), int(padding)
+    configure_threads()
+    dx = _convt.conv_transpose2d_backward_input(dy, w, stride, padding)
+    dw, db = _convt.conv_transpose2d_backward_weight(dy, x, w.shape, stride, padding)
+    return dx, dw, db
+
+
+def upsample2d(x, size):
+    """Nearest-neighbour upsampling by integer factors (U1): ``size`` = s or (sh, sw),
+    ``(N, C, H, W) → (N, C, H·sh, W·sw)``."""
+    where = "upsample2d"
+    x = _nchw(x, "x", where)
+    sh, sw = upsample_factors(size, where)
+    return _up.upsample2d_forward(x, sh, sw)
+
+
+def upsample2d_backward(dy, x, size):
+    """Gradient of :func:`upsample2d` (U2): each input pixel gets the sum of its ``sh×sw`` block."""
+    where = "upsample2d_backward"
+    x = _nchw(x, "x", where)
+    dy = _nchw(dy, "dy", where, x.dtype)
+    sh, sw = upsample_factors(size, where)
+    N, C, H, W = x.shape
+    check_shape(dy, (N, C, H * sh, W * sw), "dy", where)
+    return _up.upsample2d_backward(dy, sh, sw)
 
 
 # ----------------------------------------------------------------------------------------------

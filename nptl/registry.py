@@ -302,6 +302,28 @@ def _register_builtin_ops() -> None:
         torch=lambda F, x, mask, rate: x * mask / (1 - rate),
     ))
 
+    register(Op(
+        "conv_transpose2d", formulas=("T1", "T2", "T3", "T4"),
+        forward=ops.conv_transpose2d, backward=ops.conv_transpose2d_backward, backward_args=("x", "w"),
+        reference=(ref.conv_transpose2d, ref.conv_transpose2d_backward),
+        kernels=("conv_transpose2d.conv_transpose2d_forward", "conv_transpose2d.conv_transpose2d_backward",
+                 "conv_transpose2d.conv_transpose2d_backward_input",
+                 "conv_transpose2d.conv_transpose2d_backward_weight"),
+        arg_names=("x", "w", "b"), cases="conv_transpose2d_cases",
+        torch=lambda F, x, w, b, stride, padding, output_padding: F.conv_transpose2d(
+            x, w, b, stride=stride, padding=padding, output_padding=output_padding),
+    ))
+
+    register(Op(
+        "upsample2d", formulas=("U1", "U2"),
+        forward=ops.upsample2d, backward=ops.upsample2d_backward, backward_args=("x",),
+        reference=(ref.upsample2d, ref.upsample2d_backward),
+        kernels=("upsample.upsample2d_forward", "upsample.upsample2d_backward"),
+        arg_names=("x",), cases="upsample2d_cases",
+        torch=lambda F, x, size: F.interpolate(x, scale_factor=(size, size) if np.isscalar(size) else tuple(size),
+                                               mode="nearest"),
+    ))
+
     for name, label, saved, cases, torch_fn in (
         ("relu", ("R1", "R2"), "x", "relu_cases", lambda F, x: F.relu(x)),
         ("sigmoid", ("S1", "S2"), "y", "elementwise_cases", lambda F, x: x.sigmoid()),

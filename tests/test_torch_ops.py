@@ -230,6 +230,60 @@ def test_conv2d_noncontiguous_input_matches_torch():
 
 
 # ----------------------------------------------------------------------------------------------
+# transposed convolution and nearest upsampling
+# ----------------------------------------------------------------------------------------------
+def check_conv_transpose(x, w, b, dy, stride, padding, output_padding):
+    dtype = x.dtype
+    tag = f"x{x.shape} w{w.shape} s{stride} p{padding} op{output_padding}"
+    y = ops.conv_transpose2d(x, w, b, stride, padding, output_padding)
+    tx, tw = T(x, True), T(w, True)
+    tb = T(b, True)
+    ty = TF.conv_transpose2d(tx, tw, tb, stride=stride, padding=padding, output_padding=output_padding)
+    ty.backward(T(dy))
+    assert_close(y, N(ty), dtype, f"conv_transpose2d y {tag}")
+    dx, dw, db = ops.conv_transpose2d_backward(dy, x, w, stride, padding, output_padding)
+    assert_close(dx, N(tx.grad), dtype, f"conv_transpose2d_backward dx {tag}")
+    assert_close(dw, N(tw.grad), dtype, f"conv_transpose2d_backward dw {tag}")
+    assert_close(db, N(tb.grad), dtype, f"conv_transpose2d_backward db {tag}")
+
+
+@SETTINGS
+@given(g=_shared.conv_transpose_geometries(max_channels=9, max_size=8, max_kernel=5), dtype=dtypes, seed=seeds)
+def test_conv_transpose2d_matches_torch(g, dtype, seed):
+    rng = rng_from(seed)
+    x, w, b = randn(rng, g.x_shape, dtype), randn(rng, g.w_shape, dtype), randn(rng, (g.F,), dtype)
+    check_conv_transpose(x, w, b, randn(rng, g.y_shape, dtype), g.stride, g.padding, g.output_padding)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding,output_padding", [
+    ((2, 64, 64, 64), (64, 32, 3, 3), 1, 1, 0),   # the size the CI equivalence tests use
+    ((2, 16, 32, 32), (16, 8, 4, 4), 2, 1, 0),     # the DCGAN-style x2 upsampling
+    ((2, 64, 5, 5), (64, 64, 2, 2), 2, 0, 1),      # seed_autoencoder's 5 -> 11 unpooling
+])
+def test_conv_transpose2d_explicit_cases(x_shape, w_shape, stride, padding, output_padding, dtype):
+    rng = rng_from(sum(x_shape) + sum(w_shape))
+    x, w, b = randn(rng, x_shape, dtype), randn(rng, w_shape, dtype), randn(rng, (w_shape[1],), dtype)
+    out = ops.conv_transpose2d_output_shape(x_shape, w_shape, stride, padding, output_padding)
+    check_conv_transpose(x, w, b, randn(rng, out, dtype), stride, padding, output_padding)
+
+
+@SETTINGS
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 5), st.integers(1, 9), st.integers(1, 9)),
+       size=_shared.upsample_factors, dtype=dtypes, seed=seeds)
+def test_upsample2d_matches_torch(shape, size, dtype, seed):
+    rng = rng_from(seed)
+    x = randn(rng, shape, dtype)
+    sh, sw = (size, size) if np.isscalar(size) else size
+    dy = randn(rng, (shape[0], shape[1], shape[2] * sh, shape[3] * sw), dtype)
+    tx = T(x, True)
+    ty = TF.interpolate(tx, scale_factor=(sh, sw), mode="nearest")
+    ty.backward(T(dy))
+    assert_close(ops.upsample2d(x, size), N(ty), dtype, f"upsample2d y {shape} size {size}")
+    assert_close(ops.upsample2d_backward(dy, x, size), N(tx.grad), dtype, f"upsample2d dx {shape} size {size}")
+
+
+# ----------------------------------------------------------------------------------------------
 # pooling
 # ----------------------------------------------------------------------------------------------
 def check_max_pool(x, dy, size, stride, exact=False):

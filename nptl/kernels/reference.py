@@ -6,8 +6,8 @@ loops with no tricks.  The loops are compiled with Numba (``cache=True``) only s
 tests and benchmarks can afford them; with ``NUMBA_DISABLE_JIT=1`` the very same code runs as
 plain Python and can be stepped through in a debugger.
 
-Layout: activations NCHW ``(N, C, H, W)``, conv weights ``(F, C, KH, KW)``, dense weights
-``(in_features, out_features)``.  Public functions have exactly the names and signatures of
+Layout: activations NCHW ``(N, C, H, W)``, conv weights ``(F, C, KH, KW)``, transposed-conv
+weights ``(C, F, KH, KW)`` (as torch), dense weights ``(in_features, out_features)``.  Public functions have exactly the names and signatures of
 :mod:`nptl.ops` (which validates arguments and calls the fast kernels); the ones here assume
 valid, contiguous arrays of one float dtype.
 
@@ -134,6 +134,147 @@ def conv2d_true(x, k):
     axes: ``conv2d_true(x, k) == conv2d(x, k[::-1, ::-1])``.
     """
     return _conv2d_true(np.ascontiguousarray(x), np.ascontiguousarray(k))
+
+
+# ----------------------------------------------------------------------------------------------
+# transposed convolution and nearest upsampling (the decoder's layers)
+# ----------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _conv_transpose2d(x, w, b, stride, padding, output_padding):
+    N, C, H, W = x.shape
+    _, F, KH, KW = w.shape
+    Ho = (H - 1) * stride - 2 * padding + KH + output_padding
+    Wo = (W - 1) * stride - 2 * padding + KW + output_padding
+    y = np.zeros((N, F, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for f in range(F):
+            for h in range(Ho):
+                for v in range(Wo):
+                    y[n, f, h, v] = b[f]
+    for n in range(N):                  # each input pixel spreads into a KH×KW patch of y
+        for c in range(C):
+            for i in range(H):
+                for j in range(W):
+                    g = x[n, c, i, j]
+                    for p in range(KH):
+                        h = i * stride + p - padding
+                        if h < 0 or h >= Ho:
+                            continue                    # cropped by the padding
+                        for q in range(KW):
+                            v = j * stride + q - padding
+                            if v < 0 or v >= Wo:
+                                continue
+                            for f in range(F):
+                                y[n, f, h, v] += g * w[c, f, p, q]   # (T1)
+    return y
+
+
+@njit(cache=True)
+def _conv_transpose2d_backward(dy, x, w, stride, padding):
+    N, C, H, W = x.shape
+    _, F, KH, KW = w.shape
+    Ho, Wo = dy.shape[2], dy.shape[3]
+    dx = np.zeros_like(x)
+    dw = np.zeros_like(w)
+    db = np.zeros(F, dtype=x.dtype)
+    for n in range(N):
+        for f in range(F):
+            for h in range(Ho):
+                for v in range(Wo):
+                    db[f] += dy[n, f, h, v]                          # (T4)
+    for n in range(N):
+        for c in range(C):
+            for i in range(H):
+                for j in range(W):
+                    for p in range(KH):
+                        h = i * stride + p - padding
+                        if h < 0 or h >= Ho:
+                            continue
+                        for q in range(KW):
+                            v = j * stride + q - padding
+                            if v < 0 or v >= Wo:
+                                continue
+                            for f in range(F):
+                                g = dy[n, f, h, v]
+                                dx[n, c, i, j] += g * w[c, f, p, q]   # (T2)
+                                dw[c, f, p, q] += g * x[n, c, i, j]   # (T3)
+    return dx, dw, db
+
+
+def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
+    """Transposed convolution: ``(N,C,H,W)``, weights ``(C,F,KH,KW)`` → ``(N,F,Ho,Wo)``,
+    ``Ho = (H−1)·s − 2P + KH + op`` (same for Wo; ``op`` = output_padding < s).
+
+    (T1)  y[n,f,h,v]  = b[f] + Σ_c Σ_{(i,p): i·s+p = h+P} Σ_{(j,q): j·s+q = v+P} x[n,c,i,j] · w[c,f,p,q]
+
+    Each input pixel ``x[n,c,i,j]`` adds ``x[n,c,i,j]·w[c,:,:,:]`` to the patch of y starting at
+    ``(i·s−P, j·s−P)`` (parts outside y are cropped).  This is conv2d's input gradient (C2)
+    with ``dy := x`` and the weight read as a conv2d weight ``(F'=C, C'=F, KH, KW)``.
+    """
+    if b is None:
+        b = np.zeros(w.shape[1], dtype=x.dtype)
+    return _conv_transpose2d(x, w, b, stride, padding, output_padding)
+
+
+def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0):
+    """Gradients of :func:`conv_transpose2d`: returns ``(dx, dw, db)`` (``dyp`` = dy zero-padded by P).
+
+    (T2)  dx[n,c,i,j] = Σ_f Σ_p Σ_q dyp[n,f,i·s+p,j·s+q] · w[c,f,p,q]      = conv2d (C1) of dy
+    (T3)  dw[c,f,p,q] = Σ_n Σ_i Σ_j x[n,c,i,j] · dyp[n,f,i·s+p,j·s+q]      = conv2d (C3), x ↔ dy
+    (T4)  db[f]       = Σ_n Σ_h Σ_v dy[n,f,h,v]
+
+    Derivation: y is linear in x and in w; (T2) collects every output x[n,c,i,j] fed (the
+    patch at (i·s−P, j·s−P)), (T3) every product that w[c,f,p,q] multiplied.  ``output_padding``
+    only enlarges y: its extra rows receive the bias alone, so it does not enter (T2)-(T4).
+    """
+    return _conv_transpose2d_backward(dy, x, w, stride, padding)
+
+
+@njit(cache=True)
+def _upsample2d(x, sh, sw):
+    N, C, H, W = x.shape
+    y = np.empty((N, C, H * sh, W * sw), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for h in range(H * sh):
+                for v in range(W * sw):
+                    y[n, c, h, v] = x[n, c, h // sh, v // sw]        # (U1)
+    return y
+
+
+@njit(cache=True)
+def _upsample2d_backward(dy, sh, sw):
+    N, C, Ho, Wo = dy.shape
+    dx = np.zeros((N, C, Ho // sh, Wo // sw), dtype=dy.dtype)
+    for n in range(N):
+        for c in range(C):
+            for h in range(Ho):
+                for v in range(Wo):
+                    dx[n, c, h // sh, v // sw] += dy[n, c, h, v]     # (U2)
+    return dx
+
+
+def _factors(size):
+    return (size, size) if np.isscalar(size) else (int(size[0]), int(size[1]))
+
+
+def upsample2d(x, size):
+    """Nearest-neighbour upsampling by integer factors ``size`` (``s`` or ``(sh, sw)``):
+    ``(N,C,H,W) → (N,C,H·sh,W·sw)``.
+
+    (U1)  y[n,c,h,v] = x[n,c,h // sh, v // sw]
+    """
+    sh, sw = _factors(size)
+    return _upsample2d(x, sh, sw)
+
+
+def upsample2d_backward(dy, x, size):
+    """Gradient of :func:`upsample2d`: each input pixel was copied into an ``sh×sw`` block, so
+
+    (U2)  dx[n,c,i,j] = Σ_{0≤p<sh} Σ_{0≤q<sw} dy[n,c,i·sh+p, j·sw+q]
+    """
+    sh, sw = _factors(size)
+    return _upsample2d_backward(dy, sh, sw)
 
 
 # ----------------------------------------------------------------------------------------------

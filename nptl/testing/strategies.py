@@ -24,7 +24,8 @@ from ..registry import Case
 __all__ = ["DTYPES", "ConvGeometry", "conv_geometries", "PoolGeometry", "pool_geometries", "seeds", "rand",
            "tolerance", "arrays", "conv2d_cases", "pool2d_cases", "dense_cases", "elementwise_cases",
            "cross_entropy_cases", "pair_cases", "batch_norm_cases", "adaptive_pool2d_cases", "global_pool2d_cases",
-           "dropout_cases"]
+           "dropout_cases", "ConvTransposeGeometry", "conv_transpose_geometries", "upsample_factors",
+           "conv_transpose2d_cases", "upsample2d_cases"]
 
 DTYPES = st.sampled_from([np.float32, np.float64])
 seeds = st.integers(0, 2**32 - 1)
@@ -129,6 +130,55 @@ def pool_geometries(draw, max_size=4, max_hw=10, overlapping=None):
         H=draw(st.integers(size, max_hw)), W=draw(st.integers(size, max_hw)),
         size=size, stride=stride,
     )
+
+
+@dataclass(frozen=True)
+class ConvTransposeGeometry:
+    N: int
+    C: int
+    H: int
+    W: int
+    F: int
+    KH: int
+    KW: int
+    stride: int
+    padding: int
+    output_padding: int
+
+    @property
+    def x_shape(self):
+        return (self.N, self.C, self.H, self.W)
+
+    @property
+    def w_shape(self):
+        return (self.C, self.F, self.KH, self.KW)
+
+    @property
+    def y_shape(self):
+        Ho = (self.H - 1) * self.stride - 2 * self.padding + self.KH + self.output_padding
+        Wo = (self.W - 1) * self.stride - 2 * self.padding + self.KW + self.output_padding
+        return (self.N, self.F, Ho, Wo)
+
+
+@st.composite
+def conv_transpose_geometries(draw, max_batch=3, max_channels=5, max_size=7, max_kernel=4, max_stride=3,
+                              max_padding=2):
+    """Transposed-convolution geometries with ``output_padding < stride`` and a non-empty output
+    (padding bounded so that ``(H−1)·s − 2P + K + op ≥ 1``)."""
+    KH, KW = draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel))
+    stride = draw(st.integers(1, max_stride))
+    op = draw(st.integers(0, stride - 1))
+    H, W = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
+    room = min((H - 1) * stride + KH + op - 1, (W - 1) * stride + KW + op - 1) // 2
+    return ConvTransposeGeometry(
+        N=draw(st.integers(1, max_batch)), C=draw(st.integers(1, max_channels)), H=H, W=W,
+        F=draw(st.integers(1, max_channels)), KH=KH, KW=KW, stride=stride,
+        padding=draw(st.integers(0, min(max_padding, room))), output_padding=op,
+    )
+
+
+#: nearest-upsampling factors: an integer or a pair (sh, sw)
+upsample_factors = st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,3 +313,24 @@ def dropout_cases(draw, dtype=np.float64, small=False):
     seed = draw(seeds)
     mask = ops.dropout_mask(shape, rate, seed, draw(st.integers(0, 3)))
     return Case((rand(np.random.default_rng([seed, 2]), shape, dtype), mask), dict(rate=rate))
+
+
+@st.composite
+def conv_transpose2d_cases(draw, dtype=np.float64, small=False):
+    """``ops.conv_transpose2d(x, w, b, stride=, padding=, output_padding=)``; ``b`` is None in
+    some cases."""
+    g = draw(conv_transpose_geometries(max_batch=2, max_channels=3, max_size=4, max_kernel=3) if small
+             else conv_transpose_geometries(max_channels=9, max_size=8, max_kernel=5))
+    rng = np.random.default_rng(draw(seeds))
+    b = rand(rng, (g.F,), dtype) if small or draw(st.booleans()) else None
+    return Case((rand(rng, g.x_shape, dtype), rand(rng, g.w_shape, dtype), b),
+                dict(stride=g.stride, padding=g.padding, output_padding=g.output_padding))
+
+
+@st.composite
+def upsample2d_cases(draw, dtype=np.float64, small=False):
+    """``ops.upsample2d(x, size=)`` with ``size`` an integer or a pair."""
+    m = 4 if small else 9
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, m)), draw(st.integers(1, m)))
+    return Case((rand(np.random.default_rng(draw(seeds)), shape, dtype),), dict(size=draw(upsample_factors)))
+
