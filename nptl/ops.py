@@ -179,9 +179,7 @@ def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0):
     check_shape(dy, out_shape, "dy", where)
     stride, padding = int(stride), int(padding)
     configure_threads()
-    dx = _convt.conv_transpose2d_backward_input(dy, w, stride, padding)
-    dw, db = _convt.conv_transpose2d_backward_weight(dy, x, w.shape, stride, padding)
-    return dx, dw, db
+    return _convt.conv_transpose2d_backward(dy, x, w, stride, padding)
 
 
 def upsample2d(x, size):

@@ -1,7 +1,8 @@
 """Kernels: pure functions on ndarrays.
 
-``reference`` holds the formulas as plain loops (the oracle); ``conv2d``, ``pool``, ``dense``,
-``activations``, ``losses`` and ``norm`` hold the fast twins.  Kernels never import layers, and trust
+``reference`` holds the formulas as plain loops (the oracle); ``conv2d``, ``conv_transpose2d``
+(conv2d's kernels with the passes exchanged), ``upsample``, ``pool``, ``dense``, ``activations``,
+``losses`` and ``norm`` hold the fast twins.  Kernels never import layers, and trust
 their arguments: validation lives in :mod:`nptl.ops`.
 
 Names: the kernel behind ``ops.<op>`` is ``<op>_forward``, behind ``ops.<op>_backward`` it is

@@ -55,3 +55,9 @@ def conv_transpose2d_backward_weight(dy, x, w_shape, stride, padding):
     """(T3) = conv2d (C3) with the roles of x and dy exchanged, and (T4): ``(dw, db)``."""
     dw, _ = _conv.conv2d_backward_weight(x, dy, w_shape, stride, padding)
     return dw, dy.sum(axis=(0, 2, 3))
+
+
+def conv_transpose2d_backward(dy, x, w, stride, padding):
+    """(T2), (T3), (T4): ``(dx (N, C, H, W), dw (C, F, KH, KW), db (F,))``."""
+    return (conv_transpose2d_backward_input(dy, w, stride, padding),) + \
+        conv_transpose2d_backward_weight(dy, x, w.shape, stride, padding)

@@ -175,7 +175,7 @@ class ConvTranspose2D(Layer):
             self._x = x
         return y
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, dy, input_grad=True):
         x = self._need_cache("_x")
         w = self.params["w"]
         dy = self._as_dtype(dy)
@@ -184,6 +184,6 @@ class ConvTranspose2D(Layer):
             self.grads["w"] += dw
             if self.use_bias:
                 self.grads["b"] += db
-        if not need_input_grad:
+        if not input_grad:
             return None
         return transposed.conv_transpose2d_backward_input(dy, w, self.stride, self.padding)  # (T2)

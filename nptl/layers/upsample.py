@@ -40,8 +40,8 @@ class Upsample2D(Layer):
             self._x_shape = x.shape
         return kernel.upsample2d_forward(x, *self.size)
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, dy, input_grad=True):
         self._need_cache("_x_shape")
-        if not need_input_grad:
+        if not input_grad:
             return None
         return kernel.upsample2d_backward(self._as_dtype(dy), *self.size)
