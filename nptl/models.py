@@ -4,11 +4,23 @@ from __future__ import annotations
 import numpy as np
 
 from .graph import Residual, Sequential
-from .layers import (AdaptiveAvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D,
-                     ReLU)
+from .layers import (AdaptiveAvgPool2D, BatchNorm2D, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten,
+                     GlobalAvgPool2D, MaxPool2D, ReLU, Sigmoid, Upsample2D)
 
 #: the layers of the convolutional base of :func:`seed_cnn` (frozen in transfer learning)
 SEED_CNN_BASE = ("conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "flatten")
+#: the encoder of :func:`seed_autoencoder`: the seed CNN's base without the Flatten, same names,
+#: so ``nptl.io.load_weights(seed_cnn(...), "ae.npz", layers=SEED_CNN_ENCODER)`` puts a
+#: pretrained encoder under a classifier head
+SEED_CNN_ENCODER = SEED_CNN_BASE[:-1]
+
+
+def _seed_cnn_encoder():
+    return [
+        Conv2D(32, 3, name="conv1"), ReLU(name="relu1"), MaxPool2D(2, name="pool1"),
+        Conv2D(64, 3, name="conv2"), ReLU(name="relu2"), MaxPool2D(2, name="pool2"),
+        Conv2D(64, 3, name="conv3"), ReLU(name="relu3"),
+    ]
 
 
 def seed_cnn(input_shape=(1, 28, 28), num_classes: int = 10, seed: int = 0, dtype=np.float32,
@@ -19,13 +31,110 @@ def seed_cnn(input_shape=(1, 28, 28), num_classes: int = 10, seed: int = 0, dtyp
     The base is ``conv1 … flatten`` (:data:`SEED_CNN_BASE`), the head ``dense1, relu4, dense2``:
     ``model.freeze(up_to="flatten")`` freezes the base.
     """
-    layers = [
-        Conv2D(32, 3, name="conv1"), ReLU(name="relu1"), MaxPool2D(2, name="pool1"),
-        Conv2D(64, 3, name="conv2"), ReLU(name="relu2"), MaxPool2D(2, name="pool2"),
-        Conv2D(64, 3, name="conv3"), ReLU(name="relu3"), Flatten(name="flatten"),
-        Dense(hidden, name="dense1"), ReLU(name="relu4"), Dense(num_classes, name="dense2"),
+    layers = _seed_cnn_encoder() + [
+        Flatten(name="flatten"), Dense(hidden, name="dense1"), ReLU(name="relu4"), Dense(num_classes, name="dense2"),
     ]
     return Sequential(layers, input_shape=input_shape, seed=seed, dtype=dtype, name="seed_cnn")
+
+
+def mirror_decoder(encoder, input_shape, output: str = "sigmoid") -> list:
+    """Decoder layers that map the output of ``encoder`` (Conv2D / MaxPool2D / activation layers,
+    built or not) back to ``input_shape``, mirroring it layer by layer, last layer first:
+
+    - ``Conv2D(F, k, s, P)`` named ``convK`` reading C channels of size H → ``deconvK`` =
+      ``ConvTranspose2D(C, k, s, P, output_padding=(H + 2P − k) mod s)`` (which inverts its
+      shape), then ReLU (``dereluK``), or the output activation after the first convolution;
+    - ``MaxPool2D(size, s)`` named ``poolK`` → ``unpoolK``: nearest ``Upsample2D(s)`` when
+      ``size = s`` divides the input exactly, else a learned upsampling
+      ``ConvTranspose2D(C, size, s, output_padding=r)`` that also restores the ``r``
+      rows/columns the pooling dropped (nearest upsampling can only multiply the size);
+    - activations are not mirrored (each transposed convolution brings its own).
+
+    ``output``: ``"sigmoid"`` (images in [0, 1], for the MSE loss) or ``"logits"`` (no output
+    activation, for the binary cross-entropy on logits).  Raises ValueError naming the encoder
+    layer that cannot be mirrored (its H and W need different output paddings).
+    """
+    if output not in ("sigmoid", "logits"):
+        raise ValueError(f"mirror_decoder: 'output' must be 'sigmoid' or 'logits', got {output!r}")
+    shapes, shape = [], tuple(int(s) for s in input_shape)
+    for layer in encoder:                        # the input shape of every encoder layer
+        shapes.append(shape)
+        shape = layer.output_shape(shape)
+    convs = [l for l in encoder if isinstance(l, Conv2D)]
+    decoder = []
+    for layer, (C, H, W) in reversed(list(zip(encoder, shapes))):
+        out_shape = layer.output_shape((C, H, W))
+        suffix = layer.name[len(layer.kind):] if layer.name.startswith(layer.kind) else f"_{layer.name}"
+        if isinstance(layer, Conv2D):
+            (KH, KW), s, P = layer.kernel_size, layer.stride, layer.padding
+            rest = {(H + 2 * P - KH) % s, (W + 2 * P - KW) % s}
+            if len(rest) > 1:
+                raise ValueError(
+                    f"mirror_decoder: cannot mirror layer '{layer.name}' (Conv2D, stride {s}): it maps {H}x{W} "
+                    f"to {out_shape[1]}x{out_shape[2]} dropping {sorted(rest)} rows/columns, and a "
+                    f"transposed convolution's output_padding is the same on both axes")
+            decoder.append(ConvTranspose2D(C, (KH, KW), s, P, rest.pop(), name=f"deconv{suffix}"))
+            if layer is not convs[0]:
+                decoder.append(ReLU(name=f"derelu{suffix}"))
+            elif output == "sigmoid":
+                decoder.append(Sigmoid(name="sigmoid"))
+        elif isinstance(layer, MaxPool2D):
+            size, s = layer.size, layer.stride
+            _, Ho, Wo = out_shape
+            if size == s and Ho * s == H and Wo * s == W:
+                decoder.append(Upsample2D(s, name=f"unpool{suffix}"))
+                continue
+            rest = {(H - size) % s, (W - size) % s}
+            if len(rest) > 1:
+                raise ValueError(
+                    f"mirror_decoder: cannot mirror layer '{layer.name}' (MaxPool2D {size}, stride {s}): it maps "
+                    f"{H}x{W} to {Ho}x{Wo} dropping {sorted(rest)} rows/columns, and a transposed "
+                    f"convolution's output_padding is the same on both axes; crop or pad the input so that "
+                    f"both sides drop the same number")
+            decoder.append(ConvTranspose2D(C, size, s, 0, rest.pop(), name=f"unpool{suffix}"))
+        elif not isinstance(layer, (ReLU, Sigmoid)):
+            raise ValueError(f"mirror_decoder: don't know how to mirror layer '{layer.name}' "
+                             f"({type(layer).__name__}); expected Conv2D, MaxPool2D or an activation")
+    return decoder
+
+
+def autoencoder(encoder, decoder, input_shape, seed: int = 0, dtype=np.float32,
+                name: str = "autoencoder") -> Sequential:
+    """``Sequential(encoder + decoder)`` whose output must have the input's shape: otherwise
+    ValueError naming the first decoder layer whose output cannot lead back to it (the shapes
+    each decoder layer produced are listed)."""
+    shape = tuple(int(s) for s in input_shape)
+    for layer in encoder:
+        shape = layer.output_shape(shape)
+    trail = []
+    for layer in decoder:
+        shape = layer.output_shape(shape)
+        trail.append(f"{layer.name} -> {shape}")
+    if shape != tuple(input_shape):
+        raise ValueError(
+            f"autoencoder '{name}': the decoder ends at {shape} but the input is {tuple(input_shape)} "
+            f"(decoder shapes: {'; '.join(trail)}); the last layer '{decoder[-1].name if decoder else '-'}' "
+            f"must produce the input shape")
+    return Sequential(list(encoder) + list(decoder), input_shape=input_shape, seed=seed, dtype=dtype, name=name)
+
+
+def seed_autoencoder(input_shape=(1, 28, 28), seed: int = 0, dtype=np.float32, output: str = "sigmoid") -> Sequential:
+    """A convolutional autoencoder whose encoder is :func:`seed_cnn`'s convolutional base
+    (``conv1 … relu3``, :data:`SEED_CNN_ENCODER`, the same names and shapes, so encoder weights
+    load into ``seed_cnn`` by name) and whose decoder mirrors it back to ``input_shape``
+    (:func:`mirror_decoder`).  For 1×28×28 images::
+
+        conv1 26² · pool1 13² · conv2 11² · pool2 5² · conv3 3²        (encoder, 64×3×3 code)
+        deconv3 5² · unpool2 11² (learned, 2×2 stride 2, output_padding 1) · deconv2 13² ·
+        unpool1 26² (nearest ×2) · deconv1 28² · sigmoid
+
+    ``output="sigmoid"`` pairs with ``loss="mse"``, ``output="logits"`` with
+    ``loss="binary_cross_entropy"`` in :func:`nptl.fit`.  Input sizes the decoder cannot mirror
+    raise a ValueError naming the encoder layer.
+    """
+    encoder = _seed_cnn_encoder()
+    decoder = mirror_decoder(encoder, input_shape, output)
+    return autoencoder(encoder, decoder, input_shape, seed=seed, dtype=dtype, name="seed_autoencoder")
 
 
 # -- torchvision architectures -------------------------------------------------------------------

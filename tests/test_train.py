@@ -80,8 +80,8 @@ def test_early_stopping_restores_best_weights():
                early_stopping=EarlyStopping(patience=2, min_delta=1e9), progress=False)
     assert hist.stopped_early and hist.best_epoch == 1 and hist.epochs == 3
     # weights are those after epoch 1: validation loss equals the recorded one
-    from nptl.train import _loss_and_accuracy
-    vl, _ = _loss_and_accuracy(m, *toy(40, 1), 256)
+    from nptl.train import _Classification, _loss_and_metric
+    vl, _ = _loss_and_metric(m, *toy(40, 1), _Classification(), 256)
     assert vl == pytest.approx(hist.history["val_loss"][0], rel=1e-6)
 
 

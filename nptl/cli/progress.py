@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 
-from ..train import Progress, snapshot
+from ..train import Progress, metric_label, snapshot
 
 
 def _clock(seconds: float) -> str:
@@ -135,7 +135,7 @@ class Console(Progress):
             self.done[self.index] += self.per_step
         if self.bar is not None:
             where = self._where()
-            self.bar.set_postfix_str(f"epoch {epoch}/{self.epochs} loss {loss:.4f} acc {accuracy:.4f}"
+            self.bar.set_postfix_str(f"epoch {epoch}/{self.epochs} loss {loss:.4f} {metric_label(self.metric)} {accuracy:.4f}"
                                      + (f" | {where}" if where else ""), refresh=False)
             self.bar.update()
 
@@ -143,9 +143,10 @@ class Console(Progress):
         self.weights, self.completed_epochs = snapshot(self.model), epoch
         self.last_logs = logs
         if self.verbose and not self.quiet:
-            msg = f"{self.desc} epoch {epoch}/{self.epochs}: loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}"
+            m, label = self.metric, metric_label(self.metric)
+            msg = f"{self.desc} epoch {epoch}/{self.epochs}: loss {logs['loss']:.4f} {label} {logs[m]:.4f}"
             if not math.isnan(logs["val_loss"]):
-                msg += f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}"
+                msg += f" val_loss {logs['val_loss']:.4f} val_{label} {logs['val_' + m]:.4f}"
             self._line(msg + f" ({logs['seconds']:.1f}s)")
 
     def end(self, history):
@@ -162,7 +163,7 @@ class Console(Progress):
             logs = self.last_logs
             where = self._where()
             self._line(f"{self.desc}: {history.epochs} epochs ({time.perf_counter() - self.t0:.1f}s), training loss "
-                       f"{logs['loss']:.4f} acc {logs['accuracy']:.4f}" + (f"; {where}" if where else ""))
+                       f"{logs['loss']:.4f} {metric_label(self.metric)} {logs[self.metric]:.4f}" + (f"; {where}" if where else ""))
         self._interrupt_if_requested()
         self._restore_interrupts()
 
