@@ -38,6 +38,8 @@ def test_autoencoder_arms_end_to_end(data, tmp_path):
     for name in ("conv1", "conv2"):
         np.testing.assert_array_equal(pretrained[name].params["w"], clf[name].params["w"])
     assert not np.array_equal(pretrained["conv3"].params["w"], clf["conv3"].params["w"])   # fine-tuned
+    assert list(result["histories"]) == arms                      # first draw's curves, one per arm
+    assert len(result["histories"]["autoencoder"]["loss"]) == SMALL["head_epochs"] + SMALL["finetune_epochs"]
     assert "source+autoencoder reconstruction PSNR" in format_table(result)
     assert "| source+autoencoder |" in format_table(result)
 
