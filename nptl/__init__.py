@@ -23,6 +23,7 @@ _LAZY = {
     "gradcheck": ("nptl.gradient_check", "gradcheck"),
     "check_gradients": ("nptl.gradient_check", "check_gradients"),
     "seed_cnn": ("nptl.models", "seed_cnn"),
+    "seed_autoencoder": ("nptl.models", "seed_autoencoder"),
     "Conv2D": ("nptl.layers", "Conv2D"),
     "ConvTranspose2D": ("nptl.layers", "ConvTranspose2D"),
     "Upsample2D": ("nptl.layers", "Upsample2D"),
