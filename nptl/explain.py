@@ -1329,7 +1329,11 @@ def _ce_inputs(g, rng):
 
 #: registered ops (nptl.registry) that have no trace yet, with the reason; tests require every
 #: other registered op to have an entry in EXPLAINERS
-UNTRACED: dict[str, str] = {}
+UNTRACED: dict[str, str] = {
+    "conv_transpose2d": "(T1)-(T4) are conv2d's (C2), (C1), (C3) with the passes exchanged (see conv2d's "
+                        "trace); its own trace follows",
+    "upsample2d": "(U1) copies, (U2) sums each block; its trace follows",
+}
 
 EXPLAINERS: dict[str, Explainer] = {
     "conv2d": Explainer(
