@@ -1,6 +1,8 @@
 """``nptl transfer``: the transfer-learning recipe (see :mod:`nptl.transfer`)."""
 from __future__ import annotations
 
+import argparse
+
 from ..common import (UsageError, add_data_option, add_image_options, add_output_options, add_plots_option,
                       add_training_options, check_classes, class_list, default_data, input_file, int_at_least,
                       load_data, log, output_dir, output_file, positive_int, write_json)
@@ -17,6 +19,10 @@ def add_parser(subparsers):
                     "  scratch   random initialisation\n"
                     "  frozen    pretrained convolutional base frozen, new head trained\n"
                     "  finetune  the frozen arm, then conv3 unfrozen and fine-tuned at a 10x lower rate\n"
+                    "and on request (--arms) two arms pretrained without labels:\n"
+                    "  autoencoder         the seed autoencoder trained on the target classes' training\n"
+                    "                      images (labels unused); its encoder as the base, then finetune\n"
+                    "  source+autoencoder  the same, the encoder starting from the source network's base\n"
                     "The labelled images are drawn --repeats times; results are means over the draws.\n\n"
                     "With --base resnet18|vgg16: transfer from that pretrained base instead (--weights, an\n"
                     "nptl import-weights checkpoint or a .pth/.safetensors state dict): RGB images at\n"
@@ -43,17 +49,34 @@ def add_parser(subparsers):
                    help="epochs of fine-tuning after the frozen arm's head training (default: 30; with --base: 0)")
     p.add_argument("--repeats", type=positive_int, default=3, metavar="N",
                    help="draws of the labelled target images (results are means over the draws)")
+    p.add_argument("--arms", type=arm_list, default=None, metavar="ARM,ARM,...",
+                   help="arms to run, in the table's order: any of scratch, frozen, finetune, autoencoder, "
+                        "source+autoencoder (default: scratch,frozen,finetune)")
+    p.add_argument("--autoencoder-epochs", type=positive_int, default=2, metavar="N",
+                   help="epochs of the autoencoder arms' unsupervised pretraining")
     p.add_argument("--no-augment", action="store_true",
                    help="train the target arms without shift/zoom augmentation (the frozen arm then caches "
                         "base features)")
     add_training_options(p)
     p.add_argument("--save", default=None, metavar="DIR",
-                   help="write source.npz, scratch.npz, frozen.npz and finetune.npz (first draw) into DIR; on "
+                   help="write source.npz and one checkpoint per arm (first draw; source_autoencoder.npz for "
+                        "source+autoencoder, the autoencoders as <arm>_pretrained.npz) into DIR; on "
                         "Ctrl-C also interrupted.npz, the model being trained after its last completed epoch")
     add_output_options(p)
     add_plots_option(p)
     add_image_options(p)
     return p
+
+
+def arm_list(text: str) -> list[str]:
+    """``--arms``: comma-separated arm names, each one of :data:`nptl.transfer.ALL_ARMS`."""
+    from ...transfer import ALL_ARMS
+
+    arms = [a.strip() for a in text.split(",") if a.strip()]
+    bad = [a for a in arms if a not in ALL_ARMS]
+    if bad or not arms:
+        raise argparse.ArgumentTypeError(f"must be arms among {','.join(ALL_ARMS)}, got {text!r}")
+    return arms
 
 
 def run(args) -> int:
@@ -62,20 +85,25 @@ def run(args) -> int:
     import numpy as np
 
     from ...datainfo import data_info
-    from ...transfer import ARMS, format_table, run_transfer
+    from ...transfer import ARMS, AUTOENCODER_ARMS, format_table, run_transfer
     from ..progress import Console
 
+    if args.base and args.arms:
+        raise UsageError("--arms applies to the seed recipe, not to --base")
     if args.base:
         return run_base(args)
     if args.weights:
         raise UsageError("--weights applies to --base (the seed recipe pretrains its own base)")
     if args.finetune_epochs is None:
         args.finetune_epochs = 30
+    args.arms = list(dict.fromkeys(args.arms or ARMS))
     overlap = sorted(set(args.source_classes) & set(args.target_classes))
     if overlap:
         raise UsageError(f"--source-classes and --target-classes share class(es) {','.join(map(str, overlap))}")
     save_dir = output_dir(args.save, "--save") if args.save else None
     json_path = output_file(args.json, "--json") if args.json else None
+    if args.plots and "finetune" not in args.arms:
+        raise UsageError("--plots draws the finetune arm's report: add finetune to --arms")
     if args.plots:
         import tempfile
 
@@ -96,9 +124,20 @@ def run(args) -> int:
     # the fit calls to come, for one bar per arm and draw and an ETA over the whole run
     n_source = int(np.isin(data.y_train, args.source_classes).sum())
     epochs = {"scratch": args.scratch_epochs, "frozen": args.head_epochs, "finetune": args.finetune_epochs}
-    plan = [("source", args.epochs, n_source)]
-    plan += [(f"draw {r + 1}/{args.repeats} {arm}", epochs[arm], len(target) * args.labels_per_class)
-             for r in range(args.repeats) for arm in ARMS]
+    plan = []
+    if any(a in ("frozen", "finetune", "source+autoencoder") for a in args.arms):
+        plan.append(("source", args.epochs, n_source))
+    n_target = int(np.isin(data.y_train, args.target_classes).sum())
+    plan += [(arm, args.autoencoder_epochs, n_target) for arm in args.arms if arm in AUTOENCODER_ARMS]
+    for r in range(args.repeats):
+        for arm in args.arms:
+            # the finetune arm continues the frozen arm's model when both run; otherwise (and for
+            # the autoencoder arms) it trains a head first
+            phases = {"scratch": ["scratch"], "frozen": ["frozen"]}.get(arm, ["frozen", "finetune"])
+            if arm == "finetune" and "frozen" in args.arms:
+                phases = ["finetune"]
+            plan += [(f"draw {r + 1}/{args.repeats} {arm}" + ("" if p == arm or p == "finetune" else " head"),
+                      epochs[p], len(target) * args.labels_per_class) for p in phases]
     console = Console(plan, quiet=args.quiet, verbose=args.verbose)
     try:
         result = run_transfer(
@@ -106,7 +145,8 @@ def run(args) -> int:
             source_epochs=args.epochs, scratch_epochs=args.scratch_epochs, head_epochs=args.head_epochs,
             finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, lr=args.lr,
             optimizer=args.optimizer, augment=not args.no_augment, repeats=args.repeats, seed=args.seed,
-            save_dir=save_dir or (keep.name if args.plots else None), progress=console, log=console.log)
+            save_dir=save_dir or (keep.name if args.plots else None), progress=console, log=console.log,
+            arms=args.arms, autoencoder_epochs=args.autoencoder_epochs)
     except KeyboardInterrupt:
         if save_dir is not None:
             classes = args.source_classes if console.desc == "source" else args.target_classes
@@ -120,7 +160,8 @@ def run(args) -> int:
         for path in plots.for_transfer(args.plots, result, save_dir or keep.name, data):
             console.log(f"wrote {path}")
     if save_dir is not None:
-        log(f"saved {', '.join(f'{n}.npz' for n in ('source',) + ARMS)} in {save_dir}")
+        names = (["source"] if "source" in result else []) + [a.replace("+", "_") for a in args.arms]
+        log(f"saved {', '.join(f'{n}.npz' for n in names)} in {save_dir}")
     return 0
 
 
