@@ -139,7 +139,7 @@ def conv2d_true(x, k):
 # ----------------------------------------------------------------------------------------------
 # transposed convolution and nearest upsampling (the decoder's layers)
 # ----------------------------------------------------------------------------------------------
-@njit(cache=True)
+@kernel
 def _conv_transpose2d(x, w, b, stride, padding, output_padding):
     N, C, H, W = x.shape
     _, F, KH, KW = w.shape
@@ -169,7 +169,7 @@ def _conv_transpose2d(x, w, b, stride, padding, output_padding):
     return y
 
 
-@njit(cache=True)
+@kernel
 def _conv_transpose2d_backward(dy, x, w, stride, padding):
     N, C, H, W = x.shape
     _, F, KH, KW = w.shape
@@ -230,7 +230,7 @@ def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0):
     return _conv_transpose2d_backward(dy, x, w, stride, padding)
 
 
-@njit(cache=True)
+@kernel
 def _upsample2d(x, sh, sw):
     N, C, H, W = x.shape
     y = np.empty((N, C, H * sh, W * sw), dtype=x.dtype)
@@ -242,7 +242,7 @@ def _upsample2d(x, sh, sw):
     return y
 
 
-@njit(cache=True)
+@kernel
 def _upsample2d_backward(dy, sh, sw):
     N, C, Ho, Wo = dy.shape
     dx = np.zeros((N, C, Ho // sh, Wo // sw), dtype=dy.dtype)

@@ -10,10 +10,12 @@ Each input pixel is copied into an ``sh×sw`` block, so its gradient is the sum 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, uintp
+from numba import prange, uintp
+
+from .jit import kernel
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def upsample2d_forward(x, sh, sw):
     """(U1): ``y (N, C, H·sh, W·sw)``."""
     N, C, H, W = x.shape
@@ -36,7 +38,7 @@ def upsample2d_forward(x, sh, sw):
     return y
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def upsample2d_backward(dy, sh, sw):
     """(U2): ``dx (N, C, Ho//sh, Wo//sw)``, each entry the sum of its ``sh×sw`` block of dy."""
     N, C, Ho, Wo = dy.shape

@@ -156,13 +156,16 @@ class ConvTranspose2D(Layer):
         _, F, Ho, Wo = self._geometry((1, C, H, W), (C, self.filters) + self.kernel_size)
         return (F, Ho, Wo)
 
+    def array_shapes(self, input_shape):
+        shapes = {"w": (int(input_shape[0]), self.filters) + self.kernel_size}
+        return {**shapes, "b": (self.filters,)} if self.use_bias else shapes
+
     def _init_params(self, rng):
-        C = self.input_shape[0]
-        KH, KW = self.kernel_size
-        shape = (C, self.filters, KH, KW)
-        self.params["w"] = initialize(self.kernel_init, shape, C * KH * KW, self.filters * KH * KW, rng, self.dtype)
+        shapes = self.array_shapes(self.input_shape)
+        C, F, KH, KW = shapes["w"]
+        self.params["w"] = initialize(self.kernel_init, shapes["w"], C * KH * KW, F * KH * KW, rng, self.dtype)
         if self.use_bias:
-            self.params["b"] = np.zeros(self.filters, dtype=self.dtype)
+            self.params["b"] = np.zeros(F, dtype=self.dtype)
 
     def forward(self, x, training=False):
         C = self.input_shape[0]
