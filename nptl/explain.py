@@ -43,6 +43,7 @@ __all__ = [
     "cross_entropy_backward", "binary_cross_entropy", "binary_cross_entropy_backward",
     "mse", "mse_backward", "batch_norm", "batch_norm_backward", "adaptive_avg_pool2d",
     "adaptive_avg_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward", "dropout", "dropout_backward",
+    "conv_transpose2d", "conv_transpose2d_backward", "upsample2d", "upsample2d_backward",
     "render", "small_integers", "walk", "ModelWalk", "LayerRecord",
 ]
 
@@ -1267,6 +1268,152 @@ def dropout_backward(dy, mask, rate, at=None) -> Trace:
 
 
 # ----------------------------------------------------------------------------------------------
+# transposed convolution (T1)-(T4) and nearest-neighbour upsampling (U1)-(U2)
+# ----------------------------------------------------------------------------------------------
+T1 = "(T1) y[n,f,h,v] = b[f] + Σ_c Σ_{(i,p): i·s+p = h+P} Σ_{(j,q): j·s+q = v+P} x[n,c,i,j]·w[c,f,p,q]"
+T2 = "(T2) dx[n,c,i,j] = Σ_f Σ_p Σ_q dyp[n,f,i·s+p,j·s+q]·w[c,f,p,q]   (dyp: dy zero-padded by P)"
+T3 = "(T3) dw[c,f,p,q] = Σ_n Σ_i Σ_j x[n,c,i,j]·dyp[n,f,i·s+p,j·s+q]"
+T4 = "(T4) db[f] = Σ_n Σ_h Σ_v dy[n,f,h,v]"
+
+
+def _convt_args(x, w, stride, padding, output_padding):
+    x, w = _f64(x, "x"), _f64(w, "w")
+    _ndim(x, 4, "x", "(N, C, H, W)")
+    _ndim(w, 4, "w", "(C, F, KH, KW)")
+    from .ops import conv_transpose2d_output_shape
+
+    try:
+        out = conv_transpose2d_output_shape(x.shape, w.shape, stride, padding, output_padding,
+                                            where="explain conv_transpose2d")
+    except (TypeError, ValueError) as err:
+        raise ExplainError(str(err)) from None
+    if any(s < 1 for s in out):
+        raise ExplainError(f"the output would have shape {out}: it is empty")
+    return x, w, out
+
+
+def _padded(a, name, index) -> Factor:
+    """``a[index]`` or, outside ``a``'s last two axes, a zero-padding factor."""
+    inside = all(0 <= k < s for k, s in zip(index[2:], a.shape[2:]))
+    return Factor(name, index, float(a[index]) if inside else 0.0, padding=not inside)
+
+
+def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, at=None) -> Trace:
+    """Trace of (T1) at ``y[at]``: every input position whose kernel footprint covers that output."""
+    x, w, out = _convt_args(x, w, stride, padding, output_padding)
+    C, F, KH, KW = w.shape
+    b = np.zeros(F) if b is None else _f64(b, "b")
+    if b.shape != (F,):
+        raise ExplainError(f"'b' must have shape ({F},), got {b.shape}", "b")
+    n, f, h, v = at = _at(at, out, "at", "the output y")
+    terms = [Term.product(Factor("b", (f,), float(b[f])))]
+    for c, i, p in itertools.product(range(C), range(x.shape[2]), range(KH)):      # (T1)
+        if i * stride + p != h + padding:
+            continue
+        for j, q in itertools.product(range(x.shape[3]), range(KW)):
+            if j * stride + q == v + padding:
+                terms.append(Term.product(Factor("x", (n, c, i, j), float(x[n, c, i, j])),
+                                          Factor("w", (c, f, p, q), float(w[c, f, p, q]))))
+    from . import ops
+
+    y = ops.conv_transpose2d(x, w, b, stride, padding, output_padding)
+    return Trace("conv_transpose2d", T1, f"y[{_idx(at)}]", terms, math.fsum(t.value for t in terms),
+                 "nptl.ops.conv_transpose2d", float(y[at]),
+                 notes=[f"each x[n,c,i,j] adds x·w[c,f,·,·] to the {KH}×{KW} patch of y at ({stride}·i−{padding}, "
+                        f"{stride}·j−{padding}); y[{_idx(at)}] collects the {len(terms) - 1} products whose patch covers it "
+                        "— conv2d's (C2) with x in the place of dy"],
+                 inputs={"x": x, "w": w, "b": b}, output=("y", y))
+
+
+def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0, dx_at=None, dw_at=None,
+                              db_at=None) -> list:
+    """Traces of (T2), (T3), (T4)."""
+    x, w, out = _convt_args(x, w, stride, padding, output_padding)
+    dy = _f64(dy, "dy")
+    if dy.shape != tuple(out):
+        raise ExplainError(f"'dy' must have the output's shape {tuple(out)}, got {dy.shape}", "dy")
+    C, F, KH, KW = w.shape
+    N, _, H, W = x.shape
+    from . import ops
+
+    gx, gw, gb = ops.conv_transpose2d_backward(dy, x, w, stride, padding, output_padding)
+    inputs = {"x": x, "w": w, "dy": dy}
+    n, c, i, j = _at(dx_at, x.shape, "dx_at", "dx (the shape of x)")
+    terms = [Term.product(_padded(dy, "dy", (n, f, i * stride + p - padding, j * stride + q - padding)),
+                          Factor("w", (c, f, p, q), float(w[c, f, p, q])))
+             for f, p, q in itertools.product(range(F), range(KH), range(KW))]           # (T2)
+    pads = sum(t.factors[0].padding for t in terms)
+    tdx = Trace("conv_transpose2d backward", T2, f"dx[{_idx((n, c, i, j))}]", terms, math.fsum(t.value for t in terms),
+                "nptl.ops.conv_transpose2d_backward", float(gx[n, c, i, j]),
+                notes=[f"x[{_idx((n, c, i, j))}] fed the {KH}×{KW} patch of every output channel: a conv2d (C1) of dy"]
+                + ([f"{pads} term(s) fall outside y (its zero padding)"] if pads else []),
+                inputs=inputs, output=("dx", gx))
+    c, f, p, q = _at(dw_at, w.shape, "dw_at", "dw (the shape of w)")
+    terms = [Term.product(Factor("x", (m, c, a, e), float(x[m, c, a, e])),
+                          _padded(dy, "dy", (m, f, a * stride + p - padding, e * stride + q - padding)))
+             for m, a, e in itertools.product(range(N), range(H), range(W))]           # (T3)
+    tdw = Trace("conv_transpose2d backward", T3, f"dw[{_idx((c, f, p, q))}]", terms, math.fsum(t.value for t in terms),
+                "nptl.ops.conv_transpose2d_backward", float(gw[c, f, p, q]),
+                notes=[f"w[{_idx((c, f, p, q))}] multiplied every x[n,{c},i,j] into y[n,{f},i·s+p−P,j·s+q−P]"],
+                inputs=inputs, output=("dw", gw))
+    (f,) = _at(db_at, (F,), "db_at", "db")
+    terms = [Term.product(Factor("dy", (m, f, a, e), float(dy[m, f, a, e])))
+             for m, a, e in itertools.product(range(out[0]), range(out[2]), range(out[3]))]   # (T4)
+    tdb = Trace("conv_transpose2d backward", T4, f"db[{f}]", terms, math.fsum(t.value for t in terms),
+                "nptl.ops.conv_transpose2d_backward", float(gb[f]), inputs=inputs, output=("db", gb))
+    return [tdx, tdw, tdb]
+
+
+U1 = "(U1) y[n,c,h,v] = x[n,c,h // sh, v // sw]"
+U2 = "(U2) dx[n,c,i,j] = Σ_{0≤p<sh} Σ_{0≤q<sw} dy[n,c,i·sh+p,j·sw+q]"
+
+
+def _factors(size) -> tuple:
+    pair = (size, size) if np.ndim(size) == 0 else tuple(size)
+    if len(pair) != 2 or not all(int(k) >= 1 for k in pair):
+        raise ExplainError(f"'size' must be an integer >= 1 or a pair of them, got {size}", "size")
+    return int(pair[0]), int(pair[1])
+
+
+def upsample2d(x, size, at=None) -> Trace:
+    """Trace of (U1): each output copies one input pixel."""
+    x = _f64(x, "x")
+    _ndim(x, 4, "x", "(N, C, H, W)")
+    sh, sw = _factors(size)
+    n, c, h, v = at = _at(at, (x.shape[0], x.shape[1], x.shape[2] * sh, x.shape[3] * sw), "at", "the output y")
+    src = (n, c, h // sh, v // sw)
+    from . import ops
+
+    y = ops.upsample2d(x, (sh, sw))
+    return Trace("upsample2d", U1, f"y[{_idx(at)}]", [Term.product(Factor("x", src, float(x[src])))], float(x[src]),
+                 "nptl.ops.upsample2d", float(y[at]),
+                 notes=[f"rows {h} // {sh} = {h // sh}, columns {v} // {sw} = {v // sw}: x[{_idx(src)}] is copied into "
+                        f"the {sh}×{sw} block of y at ({h // sh * sh}, {v // sw * sw})"],
+                 inputs={"x": x}, output=("y", y))
+
+
+def upsample2d_backward(dy, x, size, at=None) -> Trace:
+    """Trace of (U2): an input pixel's gradient is the sum over its copies."""
+    x = _f64(x, "x")
+    _ndim(x, 4, "x", "(N, C, H, W)")
+    sh, sw = _factors(size)
+    dy = _f64(dy, "dy")
+    want = (x.shape[0], x.shape[1], x.shape[2] * sh, x.shape[3] * sw)
+    if dy.shape != want:
+        raise ExplainError(f"'dy' must have the output's shape {want}, got {dy.shape}", "dy")
+    n, c, i, j = at = _at(at, x.shape, "at", "dx (the shape of x)")
+    terms = [Term.product(Factor("dy", (n, c, i * sh + p, j * sw + q), float(dy[n, c, i * sh + p, j * sw + q])))
+             for p in range(sh) for q in range(sw)]                                     # (U2)
+    from . import ops
+
+    gx = ops.upsample2d_backward(dy, x, (sh, sw))
+    return Trace("upsample2d backward", U2, f"dx[{_idx(at)}]", terms, math.fsum(t.value for t in terms),
+                 "nptl.ops.upsample2d_backward", float(gx[at]),
+                 notes=[f"x[{_idx(at)}] was copied into {sh * sw} outputs; each sends its dy back"],
+                 inputs={"x": x, "dy": dy}, output=("dx", gx))
+
+
+# ----------------------------------------------------------------------------------------------
 # the op table behind ``nptl explain OP``: one entry per op
 # ----------------------------------------------------------------------------------------------
 def small_integers(rng: np.random.Generator, shape, low: int = -2, high: int = 3) -> np.ndarray:
@@ -1329,11 +1476,7 @@ def _ce_inputs(g, rng):
 
 #: registered ops (nptl.registry) that have no trace yet, with the reason; tests require every
 #: other registered op to have an entry in EXPLAINERS
-UNTRACED: dict[str, str] = {
-    "conv_transpose2d": "(T1)-(T4) are conv2d's (C2), (C1), (C3) with the passes exchanged (see conv2d's "
-                        "trace); its own trace follows",
-    "upsample2d": "(U1) copies, (U2) sums each block; its trace follows",
-}
+UNTRACED: dict[str, str] = {}
 
 EXPLAINERS: dict[str, Explainer] = {
     "conv2d": Explainer(
@@ -1387,6 +1530,19 @@ EXPLAINERS: dict[str, Explainer] = {
         lambda a, g, at: dropout(a["x"], a["mask"], g["rate"], at=at),
         lambda a, g, ats: [dropout_backward(a["dy"], a["mask"], g["rate"], at=ats[0])],
         lambda a, g: a["x"].shape, "dy"),
+    "conv_transpose2d": Explainer(
+        "transposed convolution, the adjoint of conv2d in its input (T1)-(T4)", (1, 1, 2, 2), ("x", "w", "b"),
+        lambda g, rng: {"x": small_integers(rng, g["shape"], 0, 4),
+                        "w": small_integers(rng, (g["shape"][1], g["filters"]) + tuple(g["kernel"]), -1, 3),
+                        "b": small_integers(rng, (g["filters"],), -2, 4)},
+        lambda a, g, at: conv_transpose2d(a["x"], a["w"], a.get("b"), g["stride"] or 1, g["padding"], at=at),
+        lambda a, g, ats: conv_transpose2d_backward(a["dy"], a["x"], a["w"], g["stride"] or 1, g["padding"], 0, *ats),
+        lambda a, g: _convt_args(a["x"], a["w"], g["stride"] or 1, g["padding"], 0)[2], "dy", ("dx", "dw", "db")),
+    "upsample2d": Explainer(
+        "nearest-neighbour upsampling by integer factors (U1), (U2)", (1, 1, 2, 2), ("x",), _pool_inputs,
+        lambda a, g, at: upsample2d(a["x"], g["kernel"], at=at),
+        lambda a, g, ats: [upsample2d_backward(a["dy"], a["x"], g["kernel"], at=ats[0])],
+        lambda a, g: a["x"].shape[:2] + (a["x"].shape[2] * g["kernel"][0], a["x"].shape[3] * g["kernel"][1]), "dy"),
     "relu": Explainer("(R1), (R2)", (2, 3), ("x",), _x_only, lambda a, g, at: relu(a["x"], at=at),
                       lambda a, g, ats: [relu_backward(a["dy"], a["x"], at=ats[0])],
                       lambda a, g: a["x"].shape, "dy"),
@@ -1604,7 +1760,7 @@ def add_arguments(p) -> None:
                    help=f"an op ({', '.join(EXPLAINERS)}) or a saved model to walk one image through")
     g = p.add_argument_group("op traces")
     g.add_argument("--shape", type=_ints, default=None, help="input shape, e.g. 1,1,4,4 (N,C,H,W)")
-    g.add_argument("--kernel", type=_ints, default=None, help="kernel (conv) or window (pool) size: 3 or 3,2")
+    g.add_argument("--kernel", type=_ints, default=None, help="kernel (conv) or window (pool) size, upsampling factor: 3 or 3,2")
     g.add_argument("--filters", type=int, default=1, help="conv2d output channels")
     g.add_argument("--units", type=int, default=2, help="dense output features")
     g.add_argument("--stride", type=int, default=None, help="default 1 (conv2d), the window size (pooling)")

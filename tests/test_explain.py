@@ -288,6 +288,58 @@ def test_dropout_traces(shape, rate, seed, data):
     _close(tb.total, ref.dropout_backward(dy, mask, rate)[at])
 
 
+# -- transposed convolution, upsampling --------------------------------------------------------
+@given(N=st.integers(1, 2), C=st.integers(1, 2), F=st.integers(1, 2), H=st.integers(1, 4), W=st.integers(1, 4),
+       KH=st.integers(1, 3), KW=st.integers(1, 3), stride=st.integers(1, 3), data=st.data(), seed=seeds)
+def test_conv_transpose2d_traces(N, C, F, H, W, KH, KW, stride, data, seed):
+    padding = data.draw(st.integers(0, (min((H - 1) * stride + KH, (W - 1) * stride + KW) - 1) // 2))
+    op = data.draw(st.integers(0, stride - 1))
+    rng = np.random.default_rng(seed)
+    x, w, b = rng.standard_normal((N, C, H, W)), rng.standard_normal((C, F, KH, KW)), rng.standard_normal(F)
+    y_ref = ref.conv_transpose2d(x, w, b, stride, padding, op)
+    n, f, h, v = at = _any_index(data.draw, y_ref.shape)
+    t = explain.conv_transpose2d(x, w, b, stride, padding, op, at=at)
+    want = {((n, c, i, j), (c, f, p, q)) for c, i, j, p, q in
+            itertools.product(range(C), range(H), range(W), range(KH), range(KW))
+            if i * stride + p - padding == h and j * stride + q - padding == v}
+    assert {tuple(fc.index for fc in term.factors) for term in t.terms[1:]} == want and t.indices("b") == [(f,)]
+    assert t.matches
+    _close(t.total, y_ref[at])
+    dy = rng.standard_normal(y_ref.shape)
+    ats = [_any_index(data.draw, s) for s in (x.shape, w.shape, (F,))]
+    traces = explain.conv_transpose2d_backward(dy, x, w, stride, padding, op, *ats)
+    (n, c, i, j), (c2, f2, p2, q2), (f3,) = ats
+    Ho, Wo = y_ref.shape[2:]
+    # every output the input fed (inside y) and every product the weight made
+    assert {fc.index for term in traces[0].terms for fc in term.factors if fc.name == "dy" and not fc.padding} == {
+        (n, g, i * stride + p - padding, j * stride + q - padding) for g, p, q in
+        itertools.product(range(F), range(KH), range(KW))
+        if 0 <= i * stride + p - padding < Ho and 0 <= j * stride + q - padding < Wo}
+    assert sorted(traces[1].indices("x")) == sorted(itertools.product(range(N), [c2], range(H), range(W)))
+    assert len(traces[2].terms) == N * Ho * Wo
+    for trace, grad, a in zip(traces, ref.conv_transpose2d_backward(dy, x, w, stride, padding), ats):
+        assert trace.matches
+        _close(trace.total, grad[a])
+
+
+@given(shape=st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(1, 4), st.integers(1, 4)),
+       sh=st.integers(1, 3), sw=st.integers(1, 3), seed=seeds, data=st.data())
+def test_upsample2d_traces(shape, sh, sw, seed, data):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    y = ref.upsample2d(x, (sh, sw))
+    at = _any_index(data.draw, y.shape)
+    t = explain.upsample2d(x, (sh, sw), at=at)
+    assert t.indices("x") == [(at[0], at[1], at[2] // sh, at[3] // sw)] and t.matches
+    dy = rng.standard_normal(y.shape)
+    dx_at = _any_index(data.draw, shape)
+    tb = explain.upsample2d_backward(dy, x, (sh, sw), at=dx_at)
+    copies = [k for k in itertools.product(*map(range, y.shape)) if k[:2] == dx_at[:2]
+              and (k[2] // sh, k[3] // sw) == dx_at[2:]]
+    assert sorted(tb.indices("dy")) == copies and tb.matches
+    _close(tb.total, ref.upsample2d_backward(dy, x, (sh, sw))[dx_at])
+
+
 # -- the printed trace -------------------------------------------------------------------------
 def test_issue_example_prints_every_term_with_padding_as_zero():
     x = np.arange(16.0).reshape(1, 1, 4, 4)
