@@ -268,13 +268,12 @@ class Sequential(Block):
         e.g. a frozen base ``slice(0, k)`` whose features are cached, and the head ``slice(k)``
         that trains on them."""
         self._require_built()
-        sub = Sequential.__new__(Sequential)
-        Block.__init__(sub, f"{self.name}[{start}:{'' if stop is None else stop}]")
-        sub.layers, sub.seed, sub.dtype = self.layers[start:stop], self.seed, self.dtype
+        sub = Sequential(self.layers[start:stop], seed=self.seed, dtype=self.dtype,
+                         name=f"{self.name}[{start}:{'' if stop is None else stop}]")
         shape = self.input_shape
         for layer in self.layers[:start]:
             shape = layer.output_shape(shape)
-        sub.input_shape = shape
+        sub.input_shape = shape  # the layers are built already: no build(), which would re-initialise
         return sub
 
     def index(self, name: str) -> int:

@@ -25,6 +25,7 @@ from .kernels import losses as _loss
 from .kernels import norm as _norm
 from .kernels import pool as _pool
 from .kernels import upsample as _up
+from .kernels.reference import conv_output_size
 from .threads import configure as configure_threads
 
 __all__ = [
@@ -61,7 +62,7 @@ def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, where="conv2d"):
             f"{where}: kernel {KH}x{KW} is larger than the padded input "
             f"{H + 2 * padding}x{W + 2 * padding} (input {H}x{W}, padding {padding})"
         )
-    return (N, F, (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1)
+    return (N, F, conv_output_size(H, KH, stride, padding), conv_output_size(W, KW, stride, padding))
 
 
 def pool2d_output_shape(x_shape, size, stride=None, where="pool2d"):
@@ -71,7 +72,7 @@ def pool2d_output_shape(x_shape, size, stride=None, where="pool2d"):
     N, C, H, W = x_shape
     if size > H or size > W:
         raise ValueError(f"{where}: pool size {size} is larger than the input {H}x{W}")
-    return (N, C, (H - size) // stride + 1, (W - size) // stride + 1)
+    return (N, C, conv_output_size(H, size, stride, 0), conv_output_size(W, size, stride, 0))
 
 
 def conv_transpose2d_output_shape(x_shape, w_shape, stride=1, padding=0, output_padding=0,

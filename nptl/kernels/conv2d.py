@@ -1,13 +1,7 @@
 """Fast conv2d kernels: batch-parallel im2col + single-threaded GEMM per thread (Numba + BLAS).
 
-The same formulas as :mod:`nptl.kernels.reference` (stride ``s``, zero padding ``P``,
-``xp`` = x zero-padded by P)::
-
-    (C1)  y[n,f,i,j]  = b[f] + Σ_c Σ_p Σ_q xp[n,c,i·s+p,j·s+q] · w[f,c,p,q]
-    (C2)  dx[n,c,h,w] = Σ_f Σ_{(i,p): i·s+p = h+P} Σ_{(j,q): j·s+q = w+P} dy[n,f,i,j] · w[f,c,p,q]
-    (C3)  dw[f,c,p,q] = Σ_n Σ_i Σ_j dy[n,f,i,j] · xp[n,c,i·s+p,j·s+q]
-    (C4)  db[f]       = Σ_n Σ_i Σ_j dy[n,f,i,j]
-
+The formulas (C1) forward, (C2) ``dx``, (C3) ``dw``, (C4) ``db`` of
+:mod:`nptl.kernels.reference` (stride ``s``, zero padding ``P``, ``xp`` = x zero-padded by P),
 computed as matrix products over a *chunk* of ``nb`` consecutive images ``n0 … n0+nb−1``
 (``L = Ho·Wo``, ``R = C·KH·KW``, ``Wm = w.reshape(F, R)``)::
 
@@ -51,6 +45,7 @@ from . import conv2d_blas as _blas
 from . import conv2d_winograd as _winograd
 from .conv2d_blas import NO_TRANS, TRANS, gemm
 from .jit import kernel
+from .reference import conv_output_size
 from .schedule import plan, run_units, units
 
 # ----------------------------------------------------------------------------------------------
@@ -429,15 +424,11 @@ def _pointwise(KH, KW, stride, padding):
     return KH == 1 and KW == 1 and stride == 1 and padding == 0
 
 
-def output_size(H, W, KH, KW, stride, padding):
-    return (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1
-
-
 def conv2d_forward(x, w, b, stride, padding):
     """(C1): ``y (N, F, Ho, Wo)``."""
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
-    Ho, Wo = output_size(H, W, KH, KW, stride, padding)
+    Ho, Wo = conv_output_size(H, KH, stride, padding), conv_output_size(W, KW, stride, padding)
     if not _blas.AVAILABLE:
         return _np_forward(x, w, b, stride, padding, Ho, Wo)
     m = _winograd.tile_size(C, F, Ho, Wo, KH, KW, stride)

@@ -47,7 +47,6 @@ _NAMES = [("scipy_cblas_", "64_", "scipy_openblas_get_num_threads64_"),
           ("cblas_", "", "openblas_get_num_threads")]
 
 AVAILABLE = False
-LIBRARY = None
 _get_threads = None
 
 
@@ -73,7 +72,7 @@ def _candidates():
 
 
 def _bind() -> None:
-    global AVAILABLE, LIBRARY, _get_threads
+    global AVAILABLE, _get_threads
     if os.environ.get("NPTL_CONV_BLAS", "1").strip() == "0":
         return
     import llvmlite.binding as llvm
@@ -93,7 +92,7 @@ def _bind() -> None:
             llvm.add_symbol("nptl_cblas_dgemm", ctypes.cast(d, ctypes.c_void_p).value)
             g.restype = ctypes.c_int
             g.argtypes = []
-            _get_threads, LIBRARY, AVAILABLE = g, path, True
+            _get_threads, AVAILABLE = g, True
             return
 
 

@@ -19,13 +19,14 @@ from numba import prange, uintp
 
 from .jit import kernel
 
+from .reference import conv_output_size
+
 
 @kernel(parallel=True)
 def max_pool2d_forward(x, size, stride):
     """(P1). Returns ``(y, argmax)``; ``argmax[n,c,i,j]`` is the flat ``h·W+w`` of the max."""
     N, C, H, W = x.shape
-    Ho = (H - size) // stride + 1
-    Wo = (W - size) // stride + 1
+    Ho, Wo = conv_output_size(H, size, stride, 0), conv_output_size(W, size, stride, 0)
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     arg = np.empty((N, C, Ho, Wo), dtype=np.int32)
     xs = x.reshape(-1)
@@ -100,8 +101,7 @@ def max_pool2d_backward(dy, arg, H, W):
 def avg_pool2d_forward(x, size, stride):
     """(A1) ``y = (1/size²) Σ_window x``."""
     N, C, H, W = x.shape
-    Ho = (H - size) // stride + 1
-    Wo = (W - size) // stride + 1
+    Ho, Wo = conv_output_size(H, size, stride, 0), conv_output_size(W, size, stride, 0)
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     inv = x.dtype.type(1.0) / x.dtype.type(size * size)
     xs = x.reshape(-1)

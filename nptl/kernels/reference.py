@@ -13,7 +13,7 @@ valid, contiguous arrays of one float dtype.
 
 Notation for the convolution (stride ``s``, zero padding ``P``)::
 
-    Ho = (H + 2P - KH) // s + 1          Wo = (W + 2P - KW) // s + 1
+    Ho = (H + 2P - KH) // s + 1          Wo = (W + 2P - KW) // s + 1     (conv_output_size)
     xp[n, c, h, w] = x[n, c, h - P, w - P]   inside the image, 0 in the padding
 
     (C1)  y[n,f,i,j]  = b[f] + Σ_c Σ_p Σ_q xp[n,c,i·s+p,j·s+q] · w[f,c,p,q]
@@ -30,12 +30,24 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba.extending import register_jitable
 
 from .jit import kernel
 
 
-def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output length along one axis: ``(size + 2·padding − kernel) // stride + 1``."""
+@register_jitable
+def conv_output_size(size, kernel, stride, padding):
+    """Output length along one axis of a window of ``kernel`` taps moved by ``stride`` over
+    ``size`` inputs zero-padded by ``padding`` on both sides (convolution and pooling)::
+
+        Ho = (H + 2P − KH) // s + 1
+
+    The one place this formula is written: plain Python when called from Python, compiled into
+    the Numba kernels that call it.
+
+    >>> conv_output_size(28, 3, 1, 0), conv_output_size(7, 3, 2, 1), conv_output_size(27, 2, 2, 0)
+    (26, 4, 13)
+    """
     return (size + 2 * padding - kernel) // stride + 1
 
 
@@ -46,8 +58,7 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
 def _conv2d_forward(x, w, b, stride, padding):
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
-    Ho = (H + 2 * padding - KH) // stride + 1
-    Wo = (W + 2 * padding - KW) // stride + 1
+    Ho, Wo = conv_output_size(H, KH, stride, padding), conv_output_size(W, KW, stride, padding)
     y = np.zeros((N, F, Ho, Wo), dtype=x.dtype)
     for n in range(N):
         for f in range(F):
@@ -283,8 +294,7 @@ def upsample2d_backward(dy, x, size):
 @kernel
 def _max_pool2d(x, size, stride):
     N, C, H, W = x.shape
-    Ho = (H - size) // stride + 1
-    Wo = (W - size) // stride + 1
+    Ho, Wo = conv_output_size(H, size, stride, 0), conv_output_size(W, size, stride, 0)
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     for n in range(N):
         for c in range(C):
@@ -327,8 +337,7 @@ def _max_pool2d_backward(dy, x, size, stride):
 @kernel
 def _avg_pool2d(x, size, stride):
     N, C, H, W = x.shape
-    Ho = (H - size) // stride + 1
-    Wo = (W - size) // stride + 1
+    Ho, Wo = conv_output_size(H, size, stride, 0), conv_output_size(W, size, stride, 0)
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     for n in range(N):
         for c in range(C):
@@ -361,7 +370,7 @@ def _avg_pool2d_backward(dy, x, size, stride):
 
 
 def max_pool2d(x, size, stride=None):
-    """Max pooling (P1): ``(N,C,H,W) -> (N,C,(H−size)//s+1,(W−size)//s+1)``.
+    """Max pooling (P1): ``(N,C,H,W) -> (N,C,Ho,Wo)`` (:func:`conv_output_size`, padding 0).
 
     NaN propagates (as in PyTorch): a window holding a NaN gives NaN, and (P2) sends its
     gradient to the window's last NaN in row-major order.  Written as the scan

@@ -14,17 +14,14 @@ from .init import initialize
 class Conv2D(Layer):
     """2-D convolution (cross-correlation) with bias, stride and zero padding.
 
-    Shapes: x ``(N, C, H, W)`` → y ``(N, F, Ho, Wo)``, ``Ho = (H + 2P − KH)//s + 1`` (same for Wo);
+    Shapes: x ``(N, C, H, W)`` → y ``(N, F, Ho, Wo)`` (``Ho``, ``Wo``: ``conv_output_size``);
     parameters ``w (F, C, KH, KW)``, ``b (F,)``.
 
-    Forward  (C1)  y[n,f,i,j]  = b[f] + Σ_c Σ_p Σ_q xp[n,c,i·s+p,j·s+q] · w[f,c,p,q]
-    Backward (C2)  dx[n,c,h,w] = Σ_f Σ_{i·s+p=h+P} Σ_{j·s+q=w+P} dy[n,f,i,j] · w[f,c,p,q]
-             (C3)  dw[f,c,p,q] = Σ_n Σ_i Σ_j dy[n,f,i,j] · xp[n,c,i·s+p,j·s+q]
-             (C4)  db[f]       = Σ_n Σ_i Σ_j dy[n,f,i,j]
-    (xp is x zero-padded by P.)  Derivation: y is linear in w and in x; (C3) collects every
-    output that multiplied ``w[f,c,p,q]``, (C2) every output that read ``x[n,c,h,w]``.
-    Computed by batch-parallel im2col + GEMM (:mod:`nptl.kernels.conv2d`); the loops above are
-    :mod:`nptl.kernels.reference`.  Weights default to Glorot-uniform with
+    Forward (C1) ``y = b + x ⋆ w`` (cross-correlation); backward (C2) ``dx``, (C3) ``dw``,
+    (C4) ``db`` — the formulas, their derivation and the loops are in
+    :mod:`nptl.kernels.reference`.  y is linear in w and in x: (C3) collects every output that
+    multiplied ``w[f,c,p,q]``, (C2) every output that read ``x[n,c,h,w]``.
+    Computed by batch-parallel im2col + GEMM (:mod:`nptl.kernels.conv2d`).  Weights default to Glorot-uniform with
     fan_in = C·KH·KW, fan_out = F·KH·KW; biases to zero.
     """
 

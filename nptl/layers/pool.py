@@ -45,7 +45,7 @@ class MaxPool2D(_Pool2D):
     """Max pooling over ``size×size`` windows with ``stride`` (default ``size``) and optional
     ``padding`` (ResNet's stem pools 3×3, stride 2, padding 1).
 
-    Shapes: ``(N, C, H, W) → (N, C, (H+2P−size)//s + 1, (W+2P−size)//s + 1)``; no parameters.
+    Shapes: ``(N, C, H, W) → (N, C, Ho, Wo)`` (``conv_output_size`` with the padding P); no parameters.
 
     Forward  (P1)  y[n,c,i,j] = max_{0≤p,q<size} xp[n,c,i·s+p, j·s+q]
     Backward (P2)  dx[n,c,h,w] = Σ_{i,j: (h,w) = argmax of window (i,j)} dy[n,c,i,j]

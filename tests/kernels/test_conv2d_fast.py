@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 from nptl.kernels import conv2d as K
 from nptl.kernels import conv2d_blas, schedule
 from nptl.kernels import reference as ref
+from nptl.kernels.reference import conv_output_size
 from tests.strategies import DTYPES, conv_geometries, rand, seeds, tolerance
 
 needs_blas = pytest.mark.skipif(not conv2d_blas.AVAILABLE, reason="no bindable OpenBLAS")
@@ -69,7 +70,7 @@ def test_entry_points_and_numpy_fallback(g, dtype, seed):
                 K._np_backward_input(dy, w, g.x_shape, g.stride, g.padding),
                 *K._np_backward_weight(dy, x, g.w_shape, g.stride, g.padding)]
     for out in (got, fused, fallback):
-        for a, r in zip(out, (want, rdx, rdw, rdb)):
+        for a, r in zip(out, (want, rdx, rdw, rdb), strict=True):
             assert a.dtype == dtype
             _close(a, r, dtype)
 
@@ -86,7 +87,7 @@ def test_entry_points_and_numpy_fallback(g, dtype, seed):
 def test_fixed_shapes(dtype, N, C, H, W, F, k, s, p):
     rng = np.random.default_rng(N * 100 + C)
     x, w, b = rand(rng, (N, C, H, W), dtype), rand(rng, (F, C, k, k), dtype), rand(rng, (F,), dtype)
-    Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    Ho, Wo = conv_output_size(H, k, s, p), conv_output_size(W, k, s, p)
     dy = rand(rng, (N, F, Ho, Wo), dtype)
     rdx, rdw, rdb = ref.conv2d_backward(dy, x, w, s, p)
     for T, nb in ((1, 1), (2, 1), (2, 3), (N, N)):
