@@ -80,9 +80,9 @@ def log(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
-#: the environment before nptl was imported: nptl sets OMP_WAIT_POLICY=PASSIVE in its own
-#: process (os.environ.setdefault), which must not leak into the PyTorch peer (its OpenMP pool
-#: would then sleep between parallel regions and measure slow)
+#: the environment before nptl was used: the PyTorch peer must not inherit an OMP_WAIT_POLICY
+#: meant for nptl (its OpenMP pool would then sleep between parallel regions and measure slow;
+#: nptl.configure puts the variable back after starting Numba's pool, this keeps it that way)
 ORIGINAL_ENV = dict(os.environ)
 
 

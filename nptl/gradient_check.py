@@ -106,41 +106,58 @@ def gradcheck(target, *args, eps: float = 1e-6, max_entries: int | None = None, 
               **kwargs) -> GradcheckReport:
     """Check ``target``'s analytic gradients against central differences in float64.
 
-    Examples::
+    ``target`` is an op of :mod:`nptl.registry` (its backward is found there), a loss op, a
+    layer or a model (every trainable parameter and the input, in training mode).  Returns a
+    :class:`GradcheckReport`: the max relative error per checked array.
 
-        gradcheck(ops.conv2d, x, w, b, stride=2, padding=1).assert_ok(1e-6)
-        gradcheck(ops.cross_entropy, logits, labels)
-        gradcheck(model, x)                        # every parameter and the input
+    >>> import nptl
+    >>> from nptl import ops
+    >>> rng = np.random.default_rng(0)
+    >>> x, w, b = rng.standard_normal((2, 3, 7, 7)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    >>> report = gradcheck(ops.conv2d, x, w, b, stride=2, padding=1)
+    >>> sorted(report.errors), report.entries["w"], report.ok(1e-6)
+    (['b', 'w', 'x'], 108, True)
+    >>> gradcheck(ops.cross_entropy, rng.standard_normal((4, 3)), [0, 2, 1, 1]).ok(1e-6)
+    True
+    >>> model = nptl.Sequential([nptl.Dense(3), nptl.ReLU(), nptl.Dense(2)], input_shape=(5,))
+    >>> gradcheck(model, rng.standard_normal((4, 5))).assert_ok(1e-6).entries["dense1.w"]
+    15
     """
     from . import registry
     from .graph import Sequential
     from .layers import Layer
 
-    rng = np.random.default_rng(seed)
     if isinstance(target, (Layer, Sequential)):
-        return _check_module(target, args, rng, eps, max_entries, seed)
+        return _check_module(target, args, np.random.default_rng(seed), eps, max_entries, seed)
     op = registry.find(target)
     if op is None:
         raise TypeError(f"gradcheck: {target!r} is not a registered op (nptl.registry) nor a layer or "
                         f"model; use check_gradients()")
+    return check_op_gradients(op, args, kwargs, eps, max_entries, seed)
+
+
+def check_op_gradients(op, args, params, eps: float = 1e-6, max_entries: int | None = None,
+                       seed: int = 0) -> GradcheckReport:
+    """:func:`gradcheck` of the op described by ``op`` (an :class:`nptl.registry.Op`, registered or
+    not) called as ``op.forward(*args, **params)``."""
+    from .registry import Case
+
     names = op.differentiable
     n_arr = sum(1 for a in args[: len(names)] if isinstance(a, np.ndarray))
     arrays = [np.array(a, dtype=np.float64) if i < n_arr else a for i, a in enumerate(args)]
+    forward = op.forward
     if op.kind == "loss":
         rest = [np.asarray(a, dtype=np.float64) if np.asarray(a).dtype.kind == "f" else a for a in args[1:]]
         first = arrays[0]
-        _, grad = target(first, *rest, **kwargs)
-        return check_gradients(lambda: target(first, *rest, **kwargs)[0], {names[0]: first}, {names[0]: grad},
+        _, grad = forward(first, *rest, **params)
+        return check_gradients(lambda: forward(first, *rest, **params)[0], {names[0]: first}, {names[0]: grad},
                                eps, max_entries, seed)
-    from .registry import Case
-
-    case = Case(tuple(arrays), kwargs)
-    y = target(*arrays, **kwargs)
-    r = rng.standard_normal(y.shape)
-    grads = op.gradients(r, case)
+    y = forward(*arrays, **params)
+    r = np.random.default_rng(seed).standard_normal(np.shape(y))
+    grads = op.gradients(r, Case(tuple(arrays), dict(params)))
     checked = {names[i]: arrays[i] for i in range(n_arr)}
     analytic = {names[i]: grads[i] for i in range(n_arr)}
-    return check_gradients(lambda: float(np.sum(r * target(*arrays, **kwargs))), checked, analytic,
+    return check_gradients(lambda: float(np.sum(r * forward(*arrays, **params))), checked, analytic,
                            eps, max_entries, seed)
 
 

@@ -27,7 +27,7 @@ from collections import Counter
 import numpy as np
 
 from .layers import Layer, Parameter, ReLU
-from .threads import configure as configure_threads
+from .settings import ensure_configured
 
 
 class Block(Layer):
@@ -152,7 +152,16 @@ class Block(Layer):
 
     def freeze(self, *names: str, up_to: str | None = None) -> None:
         """Freeze the named layers (dotted names; a block freezes everything in it), or every
-        layer up to and including ``up_to`` in forward order, or all."""
+        layer up to and including ``up_to`` in forward order, or all.
+
+        >>> from nptl import seed_cnn
+        >>> model = seed_cnn()
+        >>> model.freeze(up_to="flatten")                       # the convolutional base
+        >>> [p.name for p in model.trainable_parameters()]
+        ['dense1.w', 'dense1.b', 'dense2.w', 'dense2.b']
+        >>> model.parameter_count(trainable=False), model.parameter_count(trainable=True)
+        (55744, 37578)
+        """
         for layer in self._select(names, up_to):
             layer.freeze()
 
@@ -284,7 +293,7 @@ class Sequential(Block):
     def forward(self, x, training: bool = False) -> np.ndarray:
         """Run every layer; with ``training=True`` layers keep what their backward needs."""
         self._require_built()
-        configure_threads()
+        ensure_configured()
         for layer in self.layers:
             x = layer.forward(x, training=training)
         return x

@@ -26,7 +26,7 @@ from .kernels import norm as _norm
 from .kernels import pool as _pool
 from .kernels import upsample as _up
 from .kernels.reference import conv_output_size
-from .threads import configure as configure_threads
+from .settings import ensure_configured
 
 __all__ = [
     "conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d",
@@ -45,7 +45,11 @@ __all__ = [
 # geometry
 # ----------------------------------------------------------------------------------------------
 def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, where="conv2d"):
-    """``(N, F, Ho, Wo)`` for input ``x_shape`` and weights ``w_shape``; raises on invalid geometry."""
+    """``(N, F, Ho, Wo)`` for input ``x_shape`` and weights ``w_shape``; raises on invalid geometry.
+
+    >>> conv2d_output_shape((64, 1, 28, 28), (32, 1, 3, 3))
+    (64, 32, 26, 26)
+    """
     stride = check_int(stride, "stride", where, 1)
     padding = check_int(padding, "padding", where, 0)
     N, C, H, W = x_shape
@@ -66,7 +70,11 @@ def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, where="conv2d"):
 
 
 def pool2d_output_shape(x_shape, size, stride=None, where="pool2d"):
-    """``(N, C, Ho, Wo)`` of a ``size×size`` pooling with ``stride`` (default ``size``)."""
+    """``(N, C, Ho, Wo)`` of a ``size×size`` pooling with ``stride`` (default ``size``).
+
+    >>> pool2d_output_shape((64, 32, 26, 26), 2)
+    (64, 32, 13, 13)
+    """
     size = check_int(size, "size", where, 1)
     stride = size if stride is None else check_int(stride, "stride", where, 1)
     N, C, H, W = x_shape
@@ -112,6 +120,7 @@ def upsample_factors(size, where="upsample2d") -> tuple[int, int]:
 
 
 def _nchw(x, name, where, dtype=None):
+    ensure_configured()  # the first op computation applies the process settings (nptl.settings)
     dt = compute_dtype(x, where) if dtype is None else dtype
     arr = as_array(x, name, dt, where)
     check_ndim(arr, 4, name, "(N, C, H, W)", where)
@@ -124,7 +133,24 @@ def _nchw(x, name, where, dtype=None):
 def conv2d(x, w, b=None, stride=1, padding=0):
     """2-D cross-correlation with bias, stride and zero padding (C1).
 
-    ``x (N, C, H, W)``, ``w (F, C, KH, KW)``, ``b (F,)`` or None → ``y (N, F, Ho, Wo)``.
+    Parameters
+    ----------
+    x : (N, C, H, W) array
+    w : (F, C, KH, KW) array
+    b : (F,) array or None (no bias)
+    stride, padding : int, ``>= 1`` and ``>= 0``
+
+    Returns
+    -------
+    y : (N, F, Ho, Wo) array, ``Ho = (H + 2·padding − KH)//stride + 1`` (same for ``Wo``),
+        ``y[n,f,i,j] = b[f] + Σ_c Σ_p Σ_q xp[n,c,i·s+p,j·s+q] · w[f,c,p,q]``
+
+    >>> x = np.arange(9.0).reshape(1, 1, 3, 3)
+    >>> conv2d(x, np.ones((1, 1, 2, 2)))[0, 0]                # sums of 2×2 windows
+    array([[ 8., 12.],
+           [20., 24.]])
+    >>> conv2d(x, np.ones((1, 1, 2, 2)), np.array([0.5]), stride=2, padding=1).shape
+    (1, 1, 2, 2)
     """
     where = "conv2d"
     x = _nchw(x, "x", where)
@@ -132,12 +158,30 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     N, F, Ho, Wo = conv2d_output_shape(x.shape, w.shape, stride, padding, where)
     b = np.zeros(F, x.dtype) if b is None else as_array(b, "b", x.dtype, where)
     check_shape(b, (F,), "b", where)
-    configure_threads()
     return _conv.conv2d_forward(x, w, b, int(stride), int(padding))
 
 
 def conv2d_backward(dy, x, w, stride=1, padding=0):
-    """Gradients of :func:`conv2d`: ``(dx, dw, db)`` from ``dy (N, F, Ho, Wo)`` — (C2), (C3), (C4)."""
+    """Gradients of :func:`conv2d` — (C2), (C3), (C4) of :mod:`nptl.kernels.reference`.
+
+    Parameters
+    ----------
+    dy : (N, F, Ho, Wo) array, gradient of the loss w.r.t. ``y``
+    x, w, stride, padding : as given to :func:`conv2d` (the bias does not enter the gradients)
+
+    Returns
+    -------
+    (dx (N, C, H, W), dw (F, C, KH, KW), db (F,))
+
+    >>> x, w = np.ones((2, 1, 3, 3)), np.ones((4, 1, 2, 2))
+    >>> dx, dw, db = conv2d_backward(np.ones((2, 4, 2, 2)), x, w)
+    >>> dx[0, 0]                     # how many (filter, output) pairs read each input
+    array([[ 4.,  8.,  4.],
+           [ 8., 16.,  8.],
+           [ 4.,  8.,  4.]])
+    >>> db                            # 2 images × 2×2 outputs per filter
+    array([8., 8., 8., 8.])
+    """
     where = "conv2d_backward"
     x = _nchw(x, "x", where)
     w = _nchw(w, "w", where, x.dtype)
@@ -145,7 +189,6 @@ def conv2d_backward(dy, x, w, stride=1, padding=0):
     out_shape = conv2d_output_shape(x.shape, w.shape, stride, padding, where)
     check_shape(dy, out_shape, "dy", where)
     stride, padding = int(stride), int(padding)
-    configure_threads()
     return _conv.conv2d_backward(dy, x, w, stride, padding)  # one fused pass
 
 
@@ -207,8 +250,23 @@ def upsample2d_backward(dy, x, size):
 # pooling
 # ----------------------------------------------------------------------------------------------
 def max_pool2d(x, size, stride=None):
-    """Max pooling over ``size×size`` windows (P1); ``stride`` defaults to ``size``.  A window
-    holding a NaN gives NaN (as in PyTorch)."""
+    """Max pooling over ``size×size`` windows (P1): ``y[n,c,i,j] = max_{p,q} x[n,c,i·s+p,j·s+q]``;
+    a window holding a NaN gives NaN (as in PyTorch).
+
+    Parameters
+    ----------
+    x : (N, C, H, W) array
+    size : int, window side
+    stride : int or None (``size``: windows side by side)
+
+    Returns
+    -------
+    y : (N, C, Ho, Wo) array, ``Ho = (H − size)//stride + 1`` (same for ``Wo``)
+
+    >>> max_pool2d(np.arange(16.0).reshape(1, 1, 4, 4), 2)[0, 0]
+    array([[ 5.,  7.],
+           [13., 15.]])
+    """
     where = "max_pool2d"
     x = _nchw(x, "x", where)
     pool2d_output_shape(x.shape, size, stride, where)
@@ -218,7 +276,21 @@ def max_pool2d(x, size, stride=None):
 
 def max_pool2d_backward(dy, x, size, stride=None):
     """Gradient of :func:`max_pool2d` (P2): each ``dy`` goes to its window's first maximum
-    (to its last NaN when the window holds NaN, as in PyTorch)."""
+    (row-major, as PyTorch; to its last NaN when the window holds NaN).
+
+    Parameters
+    ----------
+    dy : (N, C, Ho, Wo) array;  x, size, stride : as given to :func:`max_pool2d`
+
+    Returns
+    -------
+    dx : (N, C, H, W) array
+
+    >>> x = np.array([[[[1.0, 3.0], [3.0, 0.0]]]])           # a tie: the first 3 wins
+    >>> max_pool2d_backward(np.array([[[[5.0]]]]), x, 2)[0, 0]
+    array([[0., 5.],
+           [0., 0.]])
+    """
     where = "max_pool2d_backward"
     x = _nchw(x, "x", where)
     dy = _nchw(dy, "dy", where, x.dtype)
@@ -228,7 +300,20 @@ def max_pool2d_backward(dy, x, size, stride=None):
 
 
 def avg_pool2d(x, size, stride=None):
-    """Average pooling over ``size×size`` windows (A1); ``stride`` defaults to ``size``."""
+    """Average pooling over ``size×size`` windows (A1): ``y = (1/size²) Σ_window x``.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) array;  size : int;  stride : int or None (``size``)
+
+    Returns
+    -------
+    y : (N, C, Ho, Wo) array, ``Ho = (H − size)//stride + 1`` (same for ``Wo``)
+
+    >>> avg_pool2d(np.arange(16.0).reshape(1, 1, 4, 4), 2)[0, 0]
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]])
+    """
     where = "avg_pool2d"
     x = _nchw(x, "x", where)
     pool2d_output_shape(x.shape, size, stride, where)
@@ -236,7 +321,20 @@ def avg_pool2d(x, size, stride=None):
 
 
 def avg_pool2d_backward(dy, x, size, stride=None):
-    """Gradient of :func:`avg_pool2d` (A2): ``dy/size²`` to every input of the window."""
+    """Gradient of :func:`avg_pool2d` (A2): ``dy/size²`` to every input of the window.
+
+    Parameters
+    ----------
+    dy : (N, C, Ho, Wo) array;  x, size, stride : as given to :func:`avg_pool2d`
+
+    Returns
+    -------
+    dx : (N, C, H, W) array
+
+    >>> avg_pool2d_backward(np.array([[[[4.0]]]]), np.zeros((1, 1, 2, 2)), 2)[0, 0]
+    array([[1., 1.],
+           [1., 1.]])
+    """
     where = "avg_pool2d_backward"
     x = _nchw(x, "x", where)
     dy = _nchw(dy, "dy", where, x.dtype)
@@ -249,6 +347,7 @@ def avg_pool2d_backward(dy, x, size, stride=None):
 # dense
 # ----------------------------------------------------------------------------------------------
 def _dense_args(x, w, where):
+    ensure_configured()
     dt = compute_dtype(x, where)
     x = as_array(x, "x", dt, where)
     w = as_array(w, "w", dt, where)
@@ -263,7 +362,19 @@ def _dense_args(x, w, where):
 
 
 def dense(x, w, b):
-    """Affine map (D1): ``y = x @ w + b``, ``x (N, I)``, ``w (I, O)``, ``b (O,)``."""
+    """Affine map (D1): ``y = x @ w + b``.
+
+    Parameters
+    ----------
+    x : (N, I) array;  w : (I, O) array;  b : (O,) array
+
+    Returns
+    -------
+    y : (N, O) array
+
+    >>> dense(np.array([[1.0, 2.0]]), np.array([[1.0, 0.0], [0.0, 10.0]]), np.array([0.5, 0.5]))
+    array([[ 1.5, 20.5]])
+    """
     where = "dense"
     x, w = _dense_args(x, w, where)
     b = as_array(b, "b", x.dtype, where)
@@ -272,7 +383,20 @@ def dense(x, w, b):
 
 
 def dense_backward(dy, x, w):
-    """Gradients of :func:`dense`: ``(dx, dw, db)`` — (D2), (D3), (D4)."""
+    """Gradients of :func:`dense` — (D2) ``dx = dy @ wᵀ``, (D3) ``dw = xᵀ @ dy``, (D4) ``db = Σ_n dy``.
+
+    Parameters
+    ----------
+    dy : (N, O) array;  x : (N, I) array;  w : (I, O) array
+
+    Returns
+    -------
+    (dx (N, I), dw (I, O), db (O,))
+
+    >>> dx, dw, db = dense_backward(np.ones((3, 2)), np.ones((3, 4)), np.ones((4, 2)))
+    >>> dx.shape, dw.shape, db
+    ((3, 4), (4, 2), array([3., 3.]))
+    """
     where = "dense_backward"
     x, w = _dense_args(x, w, where)
     dy = as_array(dy, "dy", x.dtype, where)
@@ -436,11 +560,13 @@ def batch_norm_backward(dy, x, gamma, mean=None, var=None, eps=1e-5):
 # activations
 # ----------------------------------------------------------------------------------------------
 def _float(x, where):
+    ensure_configured()
     return as_array(x, "x", compute_dtype(x, where), where)
 
 
 def _like(dy, saved, names, where):
     """``dy`` and the saved forward array (``x`` or ``y``) in one dtype and the same shape."""
+    ensure_configured()
     saved = as_array(saved, names[1], compute_dtype(saved, where, names[1]), where)
     dy = as_array(dy, "dy", saved.dtype, where)
     check_shape(dy, saved.shape, "dy", where)
@@ -540,8 +666,23 @@ def check_labels(labels, n: int, k: int, where: str) -> np.ndarray:
 
 
 def cross_entropy(logits, labels):
-    """Mean cross-entropy of integer ``labels`` under ``softmax(logits)``, fused (L1), and
-    its gradient (L2) ``(softmax(logits) − onehot(labels))/N``. Returns ``(loss, dlogits)``."""
+    """Mean cross-entropy of integer ``labels`` under ``softmax(logits)``, fused and stable (L1),
+    and its gradient (L2) ``(softmax(logits) − onehot(labels))/N``.
+
+    Parameters
+    ----------
+    logits : (N, K) array, finite
+    labels : (N,) integers in ``[0, K)``
+
+    Returns
+    -------
+    (loss, dlogits): a scalar of the logits' dtype and an (N, K) array
+
+    >>> loss, d = cross_entropy(np.array([[0.0, 0.0], [1e4, -1e4]]), [0, 0])
+    >>> round(float(loss), 6), d                # log 2 / 2; the second row is certain
+    (0.346574, array([[-0.25,  0.25],
+           [ 0.  ,  0.  ]]))
+    """
     where = "cross_entropy"
     z = _float(logits, where)
     check_ndim(z, 2, "logits", "(N, classes)", where)
@@ -568,14 +709,40 @@ def _pair(a, b, names, where):
 
 
 def binary_cross_entropy(logits, targets):
-    """Mean binary cross-entropy on logits in the stable form (B1), gradient (B2)."""
+    """Mean binary cross-entropy on logits in the stable form (B1), and its gradient (B2).
+
+    Parameters
+    ----------
+    logits, targets : arrays of one (any) shape, targets in [0, 1]
+
+    Returns
+    -------
+    (loss, dlogits): a scalar and an array of the logits' shape, ``(σ(z) − t)/M``
+
+    >>> loss, d = binary_cross_entropy(np.array([0.0]), np.array([1.0]))
+    >>> round(float(loss), 6), d                # log 2; σ(0) − 1
+    (0.693147, array([-0.5]))
+    """
     z, t = _pair(logits, targets, ("logits", "targets"), "binary_cross_entropy")
     loss, dz = _loss.binary_cross_entropy_forward(z.reshape(-1), t.reshape(-1))
     return z.dtype.type(loss), dz.reshape(z.shape)
 
 
 def mse(pred, target):
-    """Mean squared error over all elements (M1) and its gradient (M2)."""
+    """Mean squared error over all elements (M1) and its gradient (M2) ``2 (pred − target)/M``.
+
+    Parameters
+    ----------
+    pred, target : arrays of one (any) shape
+
+    Returns
+    -------
+    (loss, dpred): a scalar and an array of ``pred``'s shape
+
+    >>> loss, d = mse(np.array([1.0, 3.0]), np.array([1.0, 1.0]))
+    >>> float(loss), d
+    (2.0, array([0., 2.]))
+    """
     p, t = _pair(pred, target, ("pred", "target"), "mse")
     loss, dp = _loss.mse_forward(p.reshape(-1), t.reshape(-1))
     return p.dtype.type(loss), dp.reshape(p.shape)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..settings import ensure_configured
+
 
 class Parameter:
     """A view of one parameter: ``layer.params[key]`` and ``layer.grads[key]``, named
@@ -159,7 +161,9 @@ class Layer:
 
     def _input(self, x, expected: tuple, layout: str) -> np.ndarray:
         """``x`` as a contiguous array of this layer's dtype, checked against ``expected``
-        (per-sample shape, ``None`` = any size)."""
+        (per-sample shape, ``None`` = any size).  The first layer computation applies the process
+        settings (:mod:`nptl.settings`)."""
+        ensure_configured()
         arr = np.asarray(x)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"layer '{self.name}' ({type(self).__name__}): input must be real-valued, got dtype {arr.dtype}")
