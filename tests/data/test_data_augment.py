@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nptl.data import Augmenter, affine_sample
+from tests.strategies import examples
 
 
 def _batch(n=8, c=3, h=12, w=10, seed=0):
@@ -30,7 +31,7 @@ def _blob_batch(n=16, size=28):
     return x
 
 
-@settings(deadline=None, max_examples=30)
+@settings(deadline=None, max_examples=examples(30))
 @given(
     flip=st.booleans(),
     ws=st.floats(0, 0.5),

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from nptl.data import (
+from tests.strategies import examples
     FASHION_MNIST_CLASSES,
     DataError,
     DatasetNotFoundError,
@@ -24,7 +25,7 @@ from nptl.data import (
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
 
 
-@settings(deadline=None, max_examples=40)
+@settings(deadline=None, max_examples=examples(40))
 @given(
     arr=st.sampled_from(DTYPES).flatmap(
         lambda dt: hnp.arrays(

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nptl.data import (
+from tests.strategies import examples
     normalize,
     select_classes,
     take_per_class,
@@ -41,7 +42,7 @@ def test_select_classes_rejects(classes):
         select_classes(x, y, classes)
 
 
-@settings(deadline=None, max_examples=50)
+@settings(deadline=None, max_examples=examples(50))
 @given(
     counts=st.lists(st.integers(3, 12), min_size=2, max_size=6),
     n=st.integers(0, 3),
@@ -80,7 +81,7 @@ def test_take_per_class_seed_matters():
     assert not np.array_equal(a, b)
 
 
-@settings(deadline=None, max_examples=50)
+@settings(deadline=None, max_examples=examples(50))
 @given(
     counts=st.lists(st.integers(2, 40), min_size=1, max_size=5),
     frac=st.floats(0.0, 0.9),

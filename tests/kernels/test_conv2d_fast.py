@@ -14,7 +14,7 @@ from nptl.kernels import conv2d as K
 from nptl.kernels import conv2d_blas, schedule
 from nptl.kernels import reference as ref
 from nptl.kernels.reference import conv_output_size
-from tests.strategies import DTYPES, conv_geometries, rand, seeds, tolerance
+from tests.strategies import DTYPES, examples, conv_geometries, rand, seeds, tolerance
 
 needs_blas = pytest.mark.skipif(not conv2d_blas.AVAILABLE, reason="no bindable OpenBLAS")
 
@@ -36,7 +36,7 @@ splits = st.tuples(st.integers(1, 3), st.integers(1, 4))  # (T, nb)
 
 
 @needs_blas
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(g=conv_geometries(max_batch=5, max_channels=19), dtype=DTYPES, seed=seeds, split=splits)
 def test_all_passes_match_reference_for_any_split(g, dtype, seed, split):
     T, nb = split
@@ -55,7 +55,7 @@ def test_all_passes_match_reference_for_any_split(g, dtype, seed, split):
         _close(a, r, dtype)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(g=conv_geometries(max_batch=4, max_channels=9), dtype=DTYPES, seed=seeds)
 def test_entry_points_and_numpy_fallback(g, dtype, seed):
     x, w, b, dy = _case(g, dtype, seed)

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from nptl.kernels import pool as P
 from nptl.kernels import reference as ref
-from tests.strategies import DTYPES, rand, seeds, tolerance
+from tests.strategies import DTYPES, examples, rand, seeds, tolerance
 
 
 def _close(a, b, dtype):
@@ -18,7 +18,7 @@ geoms = st.tuples(st.integers(1, 3), st.integers(1, 5), st.integers(2, 11), st.i
                   st.sampled_from([(2, 2), (2, 1), (3, 2), (3, 3), (1, 1), (2, 3)]))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(g=geoms, dtype=DTYPES, seed=seeds, ties=st.booleans())
 def test_pool_kernels_match_reference(g, dtype, seed, ties):
     N, C, H, W, (size, stride) = g
