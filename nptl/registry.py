@@ -21,23 +21,27 @@ How to add an op
 4. A strategy ``<op>_cases(dtype=np.float64, small=False)`` drawing :class:`Case` objects in
    ``nptl/testing/strategies.py`` (``small``: sizes a float64 central-difference check over
    every entry can afford).
-5. An entry here, e.g.::
+5. An entry in :func:`_register_builtin_ops` below (where ``ops`` and ``ref`` are imported), e.g.::
 
        register(Op(
            "relu", formulas=("R1", "R2"),
            forward=ops.relu, backward=ops.relu_backward, backward_args=("x",),
-           reference=(reference.relu, reference.relu_backward),
+           reference=(ref.relu, ref.relu_backward),
            kernels=("activations.relu_forward", "activations.relu_backward"),
            arg_names=("x",), cases="relu_cases", benchmark=None,
            torch=lambda F, x: F.relu(x)))
 
+   Kernel names must start with ``<op>_``; list the kernels' fast-path branches as
+   :class:`Branch` entries (condition, a case that takes it, a predicate) so each is tested.
 6. Its trace for learners: ``nptl.explain.<op>`` / ``<op>_backward`` enumerating the formula's
    terms and an entry in ``nptl.explain.EXPLAINERS`` (``tests/test_explain.py`` requires one
    for every op registered here that is not listed, with its reason, in ``explain.UNTRACED``).
 
-That's all: ``python -m pytest tests/test_ops_contract.py`` now checks the new op against its
-reference twin (float32 and float64), against central differences in float64 and against
-``torch.nn.functional``, and reaches each listed branch.
+That's all: ``python -m pytest tests/test_ops_contract.py tests/test_torch_ops.py`` now checks
+the new op against its reference twin (float32 and float64), against central differences in
+float64 and against ``torch.nn.functional``, and reaches each listed branch.  An op whose
+forward depends on more than its arguments (a random mask, batch statistics) takes them as
+arguments or keyword parameters, so that every call is a pure function of ``Case``.
 
 Calling conventions (what the generic checks rely on): ``forward(*case.args, **case.params)``
 returns one array (``kind="loss"``: ``(loss, d loss/d first argument)``);
