@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from nptl.data import (
-from tests.strategies import examples
     FASHION_MNIST_CLASSES,
     DataError,
     DatasetNotFoundError,
@@ -21,6 +20,7 @@ from tests.strategies import examples
     load_fashion_mnist,
     read_idx,
 )
+from tests.strategies import examples
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
 

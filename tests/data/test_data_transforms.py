@@ -8,13 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nptl.data import (
-from tests.strategies import examples
     normalize,
     select_classes,
     take_per_class,
     to_nchw_float,
     train_val_split,
 )
+from tests.strategies import examples
 
 
 def _toy(counts, seed=0):
