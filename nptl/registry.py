@@ -174,6 +174,7 @@ def _register_builtin_ops() -> None:
     from .kernels import reference as ref
     from .kernels.conv2d import SMALL_WO
     from .kernels.conv2d_winograd import input_grad_tile_size, tile_size
+    from .kernels.schedule import CHUNK_COLUMNS
 
     def conv_wo(shapes, p):
         return ops.conv2d_output_shape(shapes[0], shapes[1], p["stride"], p["padding"])[3]
@@ -203,7 +204,7 @@ def _register_builtin_ops() -> None:
                lambda s, p: pointwise(s, p) and conv_l(s, p) < 64),
         Branch("one image per GEMM", "Ho·Wo >= CHUNK_COLUMNS (nb = 1, GEMM straight into y[n])",
                ((2, 2, 25, 25), (3, 2, 3, 3), (3,)), dict(stride=1, padding=1),
-               lambda s, p: conv_l(s, p) >= 512),
+               lambda s, p: conv_l(s, p) >= CHUNK_COLUMNS),
         Branch("Winograd F(4×4, 3×3) forward", "3×3, stride 1, C >= 16, F >= 16, Ho, Wo >= 8 (tile_size)",
                ((2, 16, 10, 10), (16, 16, 3, 3), (16,)), dict(stride=1, padding=0),
                lambda s, p: tile_size(s[0][1], s[1][0], *ops.conv2d_output_shape(
