@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -48,18 +47,6 @@ def test_load_synthetic_splits():
     assert not any(im.tobytes() in train for im in s.x_test)
     s2 = load_dataset("synthetic", n_train_per_class=20, n_test_per_class=5, seed=1)
     np.testing.assert_array_equal(s2.x_test, s.x_test)
-
-
-def test_generation_is_fast():
-    best = min(_timed(lambda: make_synthetic(1000, seed=0)) for _ in range(2))
-    print(f"\nsynthetic 10x1000 generation: {best:.3f} s")
-    assert best < 2.0
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def _linear_baselines(seed=0):
