@@ -208,7 +208,6 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
     N, F, Ho, Wo = conv_transpose2d_output_shape(x.shape, w.shape, stride, padding, output_padding, where)
     b = np.zeros(F, x.dtype) if b is None else as_array(b, "b", x.dtype, where)
     check_shape(b, (F,), "b", where)
-    configure_threads()
     return _convt.conv_transpose2d_forward(x, w, b, int(stride), int(padding), int(output_padding))
 
 
@@ -222,7 +221,6 @@ def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0):
     out_shape = conv_transpose2d_output_shape(x.shape, w.shape, stride, padding, output_padding, where)
     check_shape(dy, out_shape, "dy", where)
     stride, padding = int(stride), int(padding)
-    configure_threads()
     return _convt.conv_transpose2d_backward(dy, x, w, stride, padding)
 
 
