@@ -37,8 +37,6 @@ import hashlib
 import json
 import os
 import socket
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
