@@ -11,6 +11,16 @@ from .base import Layer
 from .init import initialize
 
 
+def _set_geometry(layer, where: str, filters, kernel_size, stride, padding) -> None:
+    """Check and set ``filters``, ``kernel_size`` (an int or a pair), ``stride`` and ``padding``,
+    the geometry Conv2D and ConvTranspose2D share; errors name ``where``."""
+    layer.filters = check_int(filters, "filters", where, 1)
+    ks = (kernel_size, kernel_size) if np.isscalar(kernel_size) else tuple(kernel_size)
+    layer.kernel_size = tuple(check_int(k, "kernel_size", where, 1) for k in ks)
+    layer.stride = check_int(stride, "stride", where, 1)
+    layer.padding = check_int(padding, "padding", where, 0)
+
+
 class Conv2D(Layer):
     """2-D convolution (cross-correlation) with bias, stride and zero padding.
 
@@ -31,11 +41,7 @@ class Conv2D(Layer):
                  use_bias: bool = True, kernel_init: str = "glorot_uniform", name: str | None = None):
         super().__init__(name)
         where = f"Conv2D({name or ''})"
-        self.filters = check_int(filters, "filters", where, 1)
-        ks = (kernel_size, kernel_size) if np.isscalar(kernel_size) else tuple(kernel_size)
-        self.kernel_size = tuple(check_int(k, "kernel_size", where, 1) for k in ks)
-        self.stride = check_int(stride, "stride", where, 1)
-        self.padding = check_int(padding, "padding", where, 0)
+        _set_geometry(self, where, filters, kernel_size, stride, padding)
         self.use_bias = bool(use_bias)
         self.kernel_init = kernel_init
         self._x = None
@@ -124,11 +130,7 @@ class ConvTranspose2D(Layer):
                  use_bias: bool = True, kernel_init: str = "glorot_uniform", name: str | None = None):
         super().__init__(name)
         where = f"ConvTranspose2D({name or ''})"
-        self.filters = check_int(filters, "filters", where, 1)
-        ks = (kernel_size, kernel_size) if np.isscalar(kernel_size) else tuple(kernel_size)
-        self.kernel_size = tuple(check_int(k, "kernel_size", where, 1) for k in ks)
-        self.stride = check_int(stride, "stride", where, 1)
-        self.padding = check_int(padding, "padding", where, 0)
+        _set_geometry(self, where, filters, kernel_size, stride, padding)
         self.output_padding = check_int(output_padding, "output_padding", where, 0)
         if self.output_padding >= self.stride:
             raise ValueError(f"{where}: 'output_padding' must be smaller than 'stride' ({self.stride}), "
