@@ -46,7 +46,10 @@ parameter is regularised; ``regularize_bias=False`` exempts biases (parameters w
 Numerics
 --------
 Updates happen in place in the parameter's dtype (float32 stays float32): scalars are cast with
-``value.dtype.type(...)`` and temporaries live in per-parameter work buffers of the same dtype.
+``value.dtype.type(...)``.  A parameter is updated one flat slice of :data:`SLICE` elements at a
+time (every formula below is elementwise, so the result is the same), and the temporaries live in
+scratch arrays of one slice, shared by all parameters: an update allocates nothing the size of a
+parameter (VGG16's ``classifier.0.w`` is 411 MB in float32) beyond the state it keeps.
 ``optimizer.lr`` is read at every step, so schedules (or user code) can change it between steps.
 ``state_dict()``/``load_state_dict()`` use plain dicts of numpy arrays, numbers, bools and
 strings (no pickling needed).
@@ -57,6 +60,9 @@ import math
 import numbers
 
 import numpy as np
+
+#: elements per slice of an in-place update (the scratch arrays: 256 KB each in float32)
+SLICE = 1 << 16
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepDecay", "ExponentialDecay", "make_optimizer", "OPTIMIZERS"]
 
@@ -164,40 +170,57 @@ class Optimizer:
                 if arr.dtype != value.dtype:
                     state[k] = arr.astype(value.dtype)
 
-    def _buffers(self, name, value, n) -> list[np.ndarray]:
-        """``n`` scratch arrays shaped and typed like ``value`` (kept between steps, not state)."""
-        work = self._work.get(name)
-        if work is None or len(work) < n or work[0].shape != value.shape or work[0].dtype != value.dtype:
-            work = self._work[name] = [np.empty_like(value) for _ in range(n)]
-        return work
+    def _scratch(self, like, n) -> list[np.ndarray]:
+        """``n`` scratch arrays shaped and typed like the slice ``like`` (kept between steps, not
+        state; one set per dtype, :data:`SLICE` elements each)."""
+        if like.size > SLICE:  # a non-contiguous parameter is updated whole
+            return [np.empty_like(like) for _ in range(n)]
+        work = self._work.get(like.dtype.str)
+        if work is None or len(work) < n:
+            work = self._work[like.dtype.str] = [np.empty(SLICE, like.dtype) for _ in range(n)]
+        return [w[:like.size].reshape(like.shape) for w in work[:n]]
 
-    def _grad(self, p, out, tmp, l2) -> np.ndarray:
-        """The loss gradient plus coupled ``l2·θ`` and ``l1·sign θ``.  Returns ``p.grad`` itself
-        when there is nothing to add (it is never modified), else ``out``."""
-        value, g = p.value, p.grad
-        if g.dtype != value.dtype:
-            g = g.astype(value.dtype)
+    @staticmethod
+    def _slices(p, *state):
+        """``(θ, g, *state)`` as matching flat slices of at most :data:`SLICE` elements of the
+        parameter, its gradient (in the parameter's dtype) and its state arrays; the whole arrays
+        at once if one is not contiguous (a flat view would then be a copy)."""
+        value = p.value
+        arrays = (value, p.grad) + state
+        if not all(a.flags.c_contiguous for a in arrays):
+            g = p.grad if p.grad.dtype == value.dtype else p.grad.astype(value.dtype)
+            yield (value, g) + state
+            return
+        flat = [a.reshape(-1) for a in arrays]
+        for start in range(0, value.size, SLICE):
+            part = [a[start:start + SLICE] for a in flat]
+            if part[1].dtype != value.dtype:
+                part[1] = part[1].astype(value.dtype)
+            yield part
+
+    def _grad(self, p, theta, g, out, tmp, l2) -> np.ndarray:
+        """The loss gradient ``g`` plus coupled ``l2·θ`` and ``l1·sign θ`` on one slice.  Returns
+        ``g`` itself when there is nothing to add (it is never modified), else ``out``."""
         regularize = self.regularize_bias or not _is_bias(p)
         l1 = self.l1 if regularize else 0.0
         l2 = l2 if regularize else 0.0
         if not (l1 or l2):
             return g
-        t = value.dtype.type
+        t = theta.dtype.type
         np.copyto(out, g)
         if l2:
-            np.multiply(value, t(l2), out=tmp)
+            np.multiply(theta, t(l2), out=tmp)
             out += tmp
         if l1:
-            np.sign(value, out=tmp)
+            np.sign(theta, out=tmp)
             tmp *= t(l1)
             out += tmp
         return out
 
-    def _decay(self, p, lr, wd) -> None:
-        """Decoupled weight decay ``θ ← θ·(1 − lr·wd)``."""
+    def _decay(self, p, theta, lr, wd) -> None:
+        """Decoupled weight decay ``θ ← θ·(1 − lr·wd)`` on the slice ``theta``."""
         if wd and (self.regularize_bias or not _is_bias(p)):
-            value = p.value
-            value *= value.dtype.type(1.0 - lr * wd)  # in place: the layer holds this array
+            theta *= theta.dtype.type(1.0 - lr * wd)  # in place: the layer holds this array
 
     def _update(self, p, state, lr) -> None:
         raise NotImplementedError
@@ -275,29 +298,32 @@ class SGD(Optimizer):
             raise ValueError(f"SGD: 'nesterov' requires 'momentum' > 0, got momentum={momentum}")
 
     def _update(self, p, state, lr) -> None:
-        value = p.value
-        t = value.dtype.type
-        d_buf, tmp = self._buffers(p.name, value, 2)
-        d = self._grad(p, d_buf, tmp, self.l2)
+        t = p.value.dtype.type
         mu = self.momentum
-        if mu:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = d.copy()
-            else:
-                buf *= t(mu)
-                buf += d
-            if self.nesterov:
-                if d is not d_buf:
-                    np.copyto(d_buf, d)
-                    d = d_buf
-                np.multiply(buf, t(mu), out=tmp)
-                d += tmp
-            else:
-                d = buf
-        self._decay(p, lr, self.weight_decay)
-        np.multiply(d, t(lr), out=tmp)
-        value -= tmp
+        first = mu and "momentum_buffer" not in state
+        if first:
+            state["momentum_buffer"] = np.empty_like(p.value)
+        for theta, g, *buf in self._slices(p, *([state["momentum_buffer"]] if mu else [])):
+            d_buf, tmp = self._scratch(theta, 2)
+            d = self._grad(p, theta, g, d_buf, tmp, self.l2)
+            if mu:
+                buf = buf[0]
+                if first:
+                    np.copyto(buf, d)
+                else:
+                    buf *= t(mu)
+                    buf += d
+                if self.nesterov:
+                    if d is not d_buf:
+                        np.copyto(d_buf, d)
+                        d = d_buf
+                    np.multiply(buf, t(mu), out=tmp)
+                    d += tmp
+                else:
+                    d = buf
+            self._decay(p, theta, lr, self.weight_decay)
+            np.multiply(d, t(lr), out=tmp)
+            theta -= tmp
 
 
 # -- Adam -----------------------------------------------------------------------------------------
@@ -330,34 +356,34 @@ class Adam(Optimizer):
         value = p.value
         t = value.dtype.type
         b1, b2 = self.betas
-        g_buf, tmp = self._buffers(p.name, value, 2)
         wd_coupled = 0.0 if self.decoupled else self.weight_decay
-        g = self._grad(p, g_buf, tmp, self.l2 + wd_coupled)
         if "m" not in state:
             state["step"] = 0
             state["m"] = np.zeros_like(value)
             state["v"] = np.zeros_like(value)
         state["step"] = step = int(state["step"]) + 1
-        m, v = state["m"], state["v"]
-        if self.decoupled:
-            self._decay(p, lr, self.weight_decay)
-        # m ← m + (1 − β1)(g − m)   (torch's lerp)
-        np.subtract(g, m, out=tmp)
-        tmp *= t(1.0 - b1)
-        m += tmp
-        # v ← β2·v + (1 − β2)·g²
-        v *= t(b2)
-        np.multiply(g, g, out=tmp)
-        tmp *= t(1.0 - b2)
-        v += tmp
         step_size = lr / (1.0 - b1 ** step)
         bc2_sqrt = math.sqrt(1.0 - b2 ** step)
-        np.sqrt(v, out=tmp)
-        tmp /= t(bc2_sqrt)
-        tmp += t(self.eps)
-        np.divide(m, tmp, out=tmp)
-        tmp *= t(step_size)
-        value -= tmp
+        for theta, g, m, v in self._slices(p, state["m"], state["v"]):
+            g_buf, tmp = self._scratch(theta, 2)
+            g = self._grad(p, theta, g, g_buf, tmp, self.l2 + wd_coupled)
+            if self.decoupled:
+                self._decay(p, theta, lr, self.weight_decay)
+            # m ← m + (1 − β1)(g − m)   (torch's lerp)
+            np.subtract(g, m, out=tmp)
+            tmp *= t(1.0 - b1)
+            m += tmp
+            # v ← β2·v + (1 − β2)·g²
+            v *= t(b2)
+            np.multiply(g, g, out=tmp)
+            tmp *= t(1.0 - b2)
+            v += tmp
+            np.sqrt(v, out=tmp)
+            tmp /= t(bc2_sqrt)
+            tmp += t(self.eps)
+            np.divide(m, tmp, out=tmp)
+            tmp *= t(step_size)
+            theta -= tmp
 
 
 class AdamW(Adam):

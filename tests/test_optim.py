@@ -453,6 +453,47 @@ def test_float32_stays_float32_and_tracks_float64(name):
 
 
 @pytest.mark.parametrize("name", sorted(ALL_CONFIGS))
+def test_slicewise_update_equals_the_whole_array_update(name, monkeypatch):
+    """A parameter larger than a slice (and one not contiguous, updated whole) ends bit-identical
+    to the update computed on whole arrays, and the scratch arrays never exceed one slice."""
+    from nptl import optim
+
+    units = 2 * optim.SLICE // 5 + 7                      # w: 5·units > 2 slices, the last one partial
+
+    def build():
+        m = nptl.Sequential([Dense(units, name="big")], input_shape=(5,), dtype=np.float32)
+        m["big"].params["b"][...] = np.linspace(-1, 1, m["big"].units, dtype=np.float32)
+        return m
+
+    grads = [{k: v.astype(np.float32) for k, v in g.items()} for g in grad_sequence(build(), 3)]
+    sliced, whole = build(), build()
+    o_sliced = make_optimizer(name, sliced, **ALL_CONFIGS[name])
+    o_whole = make_optimizer(name, whole, **ALL_CONFIGS[name])
+    for g in grads:
+        set_grads(sliced, g)
+        o_sliced.step()
+    assert sliced["big"].params["w"].size > 2 * optim.SLICE
+    assert all(a.size == optim.SLICE for work in o_sliced._work.values() for a in work)
+    monkeypatch.setattr(optim, "SLICE", whole["big"].params["w"].size)      # one slice: the whole array
+    for g in grads:
+        set_grads(whole, g)
+        o_whole.step()
+    for p in sliced.parameters():
+        np.testing.assert_array_equal(p.value, whole[p.layer.name].params[p.key], err_msg=p.name)
+
+    strided = build()                                     # a transposed view: not contiguous
+    layer = strided["big"]
+    layer.params["w"] = np.ascontiguousarray(layer.params["w"].T).T
+    layer.grads["w"] = np.ascontiguousarray(layer.grads["w"].T).T
+    o_strided = make_optimizer(name, strided, **ALL_CONFIGS[name])
+    for g in grads:
+        set_grads(strided, g)
+        o_strided.step()
+    for p in strided.parameters():
+        np.testing.assert_array_equal(p.value, whole[p.layer.name].params[p.key], err_msg=p.name)
+
+
+@pytest.mark.parametrize("name", sorted(ALL_CONFIGS))
 def test_step_never_modifies_gradients(name):
     m = tiny()
     opt = make_optimizer(name, m, **ALL_CONFIGS[name])
