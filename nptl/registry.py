@@ -250,7 +250,7 @@ def _register_builtin_ops() -> None:
         forward=ops.dense, backward=ops.dense_backward, backward_args=("x", "w"),
         reference=(ref.dense, ref.dense_backward),
         kernels=("dense.dense_forward", "dense.dense_backward", "dense.dense_backward_input",
-                 "dense.dense_backward_weight"),
+                 "dense.dense_backward_weight", "dense.dense_backward_bias", "dense.dense_accumulate_weight_grad"),
         arg_names=("x", "w", "b"), cases="dense_cases", benchmark="dense",
         torch=lambda F, x, w, b: F.linear(x, w.t(), b),   # torch's weight is (out, in) = wᵀ
     ))

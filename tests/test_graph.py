@@ -70,7 +70,8 @@ def test_frozen_layers_never_compute_parameter_gradients(monkeypatch):
     # both kernels that compute (C3): the fused one (with dx) and the weight-only one
     monkeypatch.setattr(conv_kernel, "conv2d_backward", count("conv_w", conv_kernel.conv2d_backward))
     monkeypatch.setattr(conv_kernel, "conv2d_backward_weight", count("conv_w", conv_kernel.conv2d_backward_weight))
-    monkeypatch.setattr(dense_kernel, "dense_backward_weight", count("dense_w", dense_kernel.dense_backward_weight))
+    monkeypatch.setattr(dense_kernel, "dense_accumulate_weight_grad",                       # (D3)
+                        count("dense_w", dense_kernel.dense_accumulate_weight_grad))
     m = small_cnn()
     x, y = data()
     sgd_steps(m, x, y, 1)
@@ -176,8 +177,8 @@ def test_model_gradcheck_all_parameters_and_input():
 def test_gradcheck_catches_a_wrong_gradient(monkeypatch):
     m = small_cnn()
     x = np.random.default_rng(3).standard_normal((2, 2, 10, 10))
-    orig = dense_kernel.dense_backward_weight
-    monkeypatch.setattr(dense_kernel, "dense_backward_weight", lambda dy, x: (orig(dy, x)[0] * 1.01, orig(dy, x)[1]))
+    orig = dense_kernel.dense_accumulate_weight_grad                        # (D3) 1 % too large
+    monkeypatch.setattr(dense_kernel, "dense_accumulate_weight_grad", lambda dw, dy, x: orig(dw, dy * 1.01, x))
     report = nptl.gradcheck(m, x)
     assert not report.ok(1e-6)
     assert report.errors["d1.w"] > 1e-3 and report.errors["c1.w"] < 1e-6

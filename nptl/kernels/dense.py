@@ -8,6 +8,9 @@ practical peak), so this kernel is the matrix formula itself.
 """
 from __future__ import annotations
 
+#: values in one block of :func:`dense_accumulate_weight_grad`'s ``xᵀ @ dy`` (16 MB in float32)
+BLOCK_VALUES = 1 << 22
+
 
 def dense_forward(x, w, b):
     """(D1)."""
@@ -21,9 +24,24 @@ def dense_backward_input(dy, w):
     return dy @ w.T
 
 
+def dense_backward_bias(dy):
+    """(D4)."""
+    return dy.sum(axis=0)
+
+
 def dense_backward_weight(dy, x):
     """(D3) and (D4)."""
-    return x.T @ dy, dy.sum(axis=0)
+    return x.T @ dy, dense_backward_bias(dy)
+
+
+def dense_accumulate_weight_grad(dw, dy, x):
+    """(D3) accumulated in place: ``dw += xᵀ @ dy``, a block of rows ``i`` at a time, so the
+    temporary is one block (at most :data:`BLOCK_VALUES` values) and never the size of ``w``
+    (VGG16's ``classifier.0``: 411 MB in float32).  Returns ``dw``."""
+    rows = max(1, BLOCK_VALUES // max(1, dy.shape[1]))
+    for i0 in range(0, x.shape[1], rows):
+        dw[i0:i0 + rows] += x[:, i0:i0 + rows].T @ dy
+    return dw
 
 
 def dense_backward(dy, x, w):

@@ -64,8 +64,7 @@ class Dense(Layer):
         x = self._need_cache("_x")
         dy = self._as_dtype(dy)
         if self.trainable:
-            dw, db = kernel.dense_backward_weight(dy, x)
-            self.grads["w"] += dw
+            kernel.dense_accumulate_weight_grad(self.grads["w"], dy, x)    # (D3)
             if self.use_bias:
-                self.grads["b"] += db
+                self.grads["b"] += kernel.dense_backward_bias(dy)           # (D4)
         return kernel.dense_backward_input(dy, self.params["w"]) if input_grad else None
