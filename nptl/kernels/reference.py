@@ -452,7 +452,9 @@ def relu(x):
 
 def relu_backward(dy, x):
     """(R2) ``dx = dy · [x > 0]``: relu is the identity where x > 0 and constant 0 elsewhere
-    (the kink at 0 gets derivative 0, as in PyTorch)."""
+    (the kink at 0 gets derivative 0, as in PyTorch).  Since ``y = max(x, 0) > 0 ⟺ x > 0``,
+    (R2) is also ``dx = dy · [y > 0]``: the output may stand in for ``x`` (the ReLU layer keeps
+    only ``y``, as torch's in-place ReLU does)."""
     dx = np.zeros_like(dy)
     dxf, dyf, xf = dx.reshape(-1), dy.reshape(-1), x.reshape(-1)
     for k in range(dyf.size):

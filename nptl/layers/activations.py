@@ -14,25 +14,30 @@ class _Activation(Layer):
 
 
 class ReLU(_Activation):
-    """(R1) ``y = max(x, 0)``;  (R2) ``dx = dy · [x > 0]`` (0 at x = 0, as PyTorch)."""
+    """(R1) ``y = max(x, 0)``;  (R2) ``dx = dy · [x > 0] = dy · [y > 0]`` (0 at x = 0, as PyTorch).
+
+    Training keeps the output ``y``, not the input: ``y > 0 ⟺ x > 0``, and ``y`` is the array
+    the next layer keeps anyway, so a conv + ReLU holds one activation, not two (torch's
+    ``ReLU(inplace=True)`` saves its result for the same reason); the pre-activation is freed.
+    """
 
     kind = "relu"
 
     def __init__(self, name=None):
         super().__init__(name)
-        self._x = None
+        self._y = None
 
     def forward(self, x, training=False):
-        x = self._checked(x)
+        y = ops.relu(self._checked(x))
         if training:
-            self._x = x
-        return ops.relu(x)
+            self._y = y
+        return y
 
     def backward(self, dy, input_grad=True):
-        x = self._need_cache("_x")
+        y = self._need_cache("_y")
         if not input_grad:
             return None
-        return ops.relu_backward(self._as_dtype(dy), x)
+        return ops.relu_backward(self._as_dtype(dy), y)                  # (R2) with [y > 0]
 
 
 class Sigmoid(_Activation):

@@ -43,6 +43,23 @@ def test_parameter_free_layers(cls, twin, N, shape, seed):
     assert report.gradients.errors.keys() == {"input"}
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_keeps_its_output_and_its_gradient_is_that_of_its_input(dtype):
+    """The layer keeps ``y`` (the very array it returned, so the next layer's cache is the same
+    object), not ``x``; its backward from ``y`` equals ``ops.relu_backward(dy, x)`` bit for bit,
+    on zeros of both signs, ties at 0 and NaN too."""
+    from nptl import ops
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4, 5)).astype(dtype)
+    x.reshape(-1)[:5] = [0.0, -0.0, np.nan, np.finfo(dtype).tiny, -np.finfo(dtype).tiny]
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    layer = _build(ReLU(), (4, 5), dtype=dtype)
+    y = layer.forward(x, training=True)
+    assert layer._y is y and not any(v is x for v in vars(layer).values())
+    np.testing.assert_array_equal(layer.backward(dy), ops.relu_backward(dy, x))
+
+
 @given(N=st.integers(1, 6), I=st.integers(1, 9), O=st.integers(1, 9), seed=seeds)
 def test_dense_layer(N, I, O, seed):
     report = check_layer(Dense(O), (I,), batch=N, seed=seed % 1000,
