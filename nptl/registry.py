@@ -329,17 +329,25 @@ def _register_builtin_ops() -> None:
                                                mode="nearest"),
     ))
 
-    for name, label, saved, cases, torch_fn in (
-        ("relu", ("R1", "R2"), "x", "relu_cases", lambda F, x: F.relu(x)),
-        ("sigmoid", ("S1", "S2"), "y", "elementwise_cases", lambda F, x: x.sigmoid()),
-        ("softmax", ("SM1", "SM2"), "y", "elementwise_cases", lambda F, x: F.softmax(x, dim=-1)),
+    from .kernels.activations import BLOCK, PARALLEL_MIN
+
+    elementwise_branches = (   # sizes on either side of PARALLEL_MIN; the large one ends in a partial block
+        Branch("one thread", "size < PARALLEL_MIN", ((3, 5, 7, 9),), {},
+               lambda s, p: int(np.prod(s[0])) < PARALLEL_MIN),
+        Branch("blocks over threads", "size >= PARALLEL_MIN", ((PARALLEL_MIN // BLOCK + 1, BLOCK + 3),), {},
+               lambda s, p: int(np.prod(s[0])) >= PARALLEL_MIN),
+    )
+    for name, label, saved, cases, torch_fn, branches in (
+        ("relu", ("R1", "R2"), "x", "relu_cases", lambda F, x: F.relu(x), elementwise_branches),
+        ("sigmoid", ("S1", "S2"), "y", "elementwise_cases", lambda F, x: x.sigmoid(), elementwise_branches),
+        ("softmax", ("SM1", "SM2"), "y", "elementwise_cases", lambda F, x: F.softmax(x, dim=-1), ()),
     ):
         register(Op(
             name, formulas=label,
             forward=getattr(ops, name), backward=getattr(ops, f"{name}_backward"), backward_args=(saved,),
             reference=(getattr(ref, name), getattr(ref, f"{name}_backward")),
             kernels=(f"activations.{name}_forward", f"activations.{name}_backward"),
-            arg_names=("x",), cases=cases, torch=torch_fn,
+            arg_names=("x",), cases=cases, torch=torch_fn, branches=branches,
         ))
 
     for name, label, args, cases, torch_fn in (
