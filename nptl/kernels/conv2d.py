@@ -9,6 +9,7 @@ computed as matrix products over a *chunk* of ``nb`` consecutive images ``n0 …
     Yc  = Wm @ cols ;  y[n0+b, f] = Yc[f, b·L:(b+1)·L] + b[f]        (C1)      (F, nb·L)
     dYc[f, b·L + k] = dy[n0+b, f, k]                                 gather    (F, nb·L)
     dWᵀ += cols @ dYcᵀ ;  db += Σ_k dYc[:, k]                        (C3) (C4) (R, F)
+      (dW += dYc @ colsᵀ, (F, R), from DW_DIRECT_MIN_FILTERS filters on: no transpose at the end)
     dcols = Wmᵀ @ dYc ;  dx[n0+b] = col2im(dcols)  (scatter-add)     (C2)      (R, nb·L)
 
 Threading.  Each pass is a serial ``nogil`` Numba kernel over a unit of the batch; ``T``
@@ -304,46 +305,64 @@ def _accumulate_db(dys, n0, nb, F, L, dbs):
                 dbs[uintp(f * L + k)] += dys[uintp(s0 + k)]
 
 
+@kernel(inline="always")
+def _dw_gemm(direct, first, R, F, K, cs, c_off, ldc, ds, d_off, ldd, dws):
+    """(C3) for one chunk of ``K`` columns: ``dWᵀ (R, F) += cols @ dYcᵀ``, or with ``direct``
+    ``dW (F, R) += dYc @ colsᵀ``; the ``first`` chunk of a unit overwrites (beta 0), so the
+    partials need no zeroing.  ``dWᵀ`` is the faster product with few filters (OpenBLAS on one
+    Zen 4 core, seed-cnn-2's shapes: 92 against 76 GFLOP/s) but must be transposed at the end,
+    which costs more than the GEMM gains from ~256 filters on (ResNet18's 512×4608 dW:
+    16 ms to transpose, both orientations 97 GFLOP/s)."""
+    z = K - K
+    nt, tr = NO_TRANS + z, TRANS + z
+    beta = 0.0 if first else 1.0
+    if direct:
+        gemm(nt, tr, F, R, K, ds, d_off, ldd, cs, c_off, ldc, beta, dws, z, R)
+    else:
+        gemm(nt, tr, R, F, K, cs, c_off, ldc, ds, d_off, ldd, beta, dws, z, F)
+
+
 @kernel(nogil=True)
-def _backward_weight_slice(dy, x, KH, KW, stride, padding, lo, hi, nb_max, dwt, db):
-    """(C3), (C4) for images ``lo ≤ n < hi``, added to ``dwt = dWᵀ (R, F)`` and ``db (F, L)``
-    (``db`` summed elementwise over images, so the loop vectorises; reduced by the caller).
-    ``dWᵀ = cols @ dYcᵀ`` rather than ``dW = dYc @ colsᵀ``: same product, but OpenBLAS runs
-    this orientation at ~92 GFLOP/s against ~68 on seed-cnn-2's shapes (one Zen 4 core)."""
+def _backward_weight_slice(dy, x, KH, KW, stride, padding, lo, hi, nb_max, direct, dw, db):
+    """(C3), (C4) for images ``lo ≤ n < hi`` into this unit's partial ``dw`` — ``dW (F, R)``
+    with ``direct``, else ``dWᵀ (R, F)`` (:func:`_dw_gemm`) — and ``db (F, L)`` (summed
+    elementwise over images, so the loop vectorises; reduced by the caller)."""
     _, F, Ho, Wo = dy.shape
     z = lo - lo  # runtime 0: literal arguments would make Numba compile a variant per value
-    nt, tr, one = NO_TRANS + z, TRANS + z, z + 1
+    one = z + 1
     C = x.shape[1]
     R = C * KH * KW
     L = Ho * Wo
     ld = nb_max * L
     pointwise = KH == 1 and KW == 1 and stride == 1 and padding == 0
-    dys, xs, dws, dbs = dy.reshape(-1), x.reshape(-1), dwt.reshape(-1), db.reshape(-1)
+    dys, xs, dws, dbs = dy.reshape(-1), x.reshape(-1), dw.reshape(-1), db.reshape(-1)
     dy3 = dy.reshape(dy.shape[0], F, L)
     cols = np.empty((R, ld), dtype=dy.dtype)
     dyc = np.empty((F, ld if nb_max > 1 else 1), dtype=dy.dtype)
     cs, dycs = cols.reshape(-1), dyc.reshape(-1)
     for n0 in range(lo, hi, nb_max):
         nb = min(nb_max, hi - n0)
+        first = n0 == lo
         _accumulate_db(dys, n0, nb, F, L, dbs)
-        if nb == 1:  # dWᵀ += cols @ dy[n0]ᵀ
+        if nb == 1:  # cols of image n0 against dy[n0] in place
             if pointwise:
-                gemm(nt, tr, R, F, L, xs, n0 * C * L, L, dys, n0 * F * L, L, 1.0, dws, z, F)
+                _dw_gemm(direct, first, R, F, L, xs, n0 * C * L, L, dys, n0 * F * L, L, dws)
             else:
                 _im2col_chunk(x, n0, one, KH, KW, stride, padding, Ho, Wo, cols)
-                gemm(nt, tr, R, F, L, cs, z, ld, dys, n0 * F * L, L, 1.0, dws, z, F)
+                _dw_gemm(direct, first, R, F, L, cs, z, ld, dys, n0 * F * L, L, dws)
         else:
             _gather_dy(dy3, n0, nb, dyc)
             _im2col_chunk(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols)
-            gemm(nt, tr, R, F, nb * L, cs, z, ld, dycs, z, ld, 1.0, dws, z, F)
+            _dw_gemm(direct, first, R, F, nb * L, cs, z, ld, dycs, z, ld, dws)
 
 
 @kernel(nogil=True)
-def _backward_slice(dy, x, w, stride, padding, lo, hi, nb_max, dwt, db, dx):
+def _backward_slice(dy, x, w, stride, padding, lo, hi, nb_max, direct, dw, db, dx):
     """(C2), (C3), (C4) in one pass over the chunks of images ``lo ≤ n < hi``: per chunk, dy
-    is gathered once and feeds both GEMMs (``dWᵀ += cols @ dYcᵀ``, then ``dcols = Wmᵀ @ dYc``
-    into the same buffer ``cols`` held a moment before) and the col2im, while it is in cache.
-    ``dwt``/``db`` as in :func:`_backward_weight_slice`; ``dx`` zeroed by the caller."""
+    is gathered once and feeds both GEMMs (the (C3) partial of :func:`_dw_gemm`, then
+    ``dcols = Wmᵀ @ dYc`` into the same buffer ``cols`` held a moment before) and the col2im,
+    while it is in cache.  ``dw``/``db`` as in :func:`_backward_weight_slice`; ``dx`` zeroed
+    by the caller."""
     _, F, Ho, Wo = dy.shape
     z = lo - lo  # runtime 0: literal arguments would make Numba compile a variant per value
     nt, tr, one = NO_TRANS + z, TRANS + z, z + 1
@@ -353,26 +372,27 @@ def _backward_slice(dy, x, w, stride, padding, lo, hi, nb_max, dwt, db, dx):
     ld = nb_max * L
     pointwise = KH == 1 and KW == 1 and stride == 1 and padding == 0
     dys, xs, ws = dy.reshape(-1), x.reshape(-1), w.reshape(-1)
-    dws, dbs, dxs = dwt.reshape(-1), db.reshape(-1), dx.reshape(-1)
+    dws, dbs, dxs = dw.reshape(-1), db.reshape(-1), dx.reshape(-1)
     dy3 = dy.reshape(dy.shape[0], F, L)
     cols = np.empty((R, ld), dtype=dy.dtype)
     dyc = np.empty((F, ld if nb_max > 1 else 1), dtype=dy.dtype)
     cs, dycs = cols.reshape(-1), dyc.reshape(-1)
     for n0 in range(lo, hi, nb_max):
         nb = min(nb_max, hi - n0)
+        first = n0 == lo
         _accumulate_db(dys, n0, nb, F, L, dbs)
         if nb == 1:
-            if pointwise:  # dWᵀ += x[n0] @ dy[n0]ᵀ ;  dx[n0] = Wmᵀ @ dy[n0]
-                gemm(nt, tr, R, F, L, xs, n0 * C * L, L, dys, n0 * F * L, L, 1.0, dws, z, F)
+            if pointwise:  # (C3) from x[n0], dy[n0] in place;  dx[n0] = Wmᵀ @ dy[n0]
+                _dw_gemm(direct, first, R, F, L, xs, n0 * C * L, L, dys, n0 * F * L, L, dws)
                 gemm(tr, nt, R, L, F, ws, z, R, dys, n0 * F * L, L, 0.0, dxs, n0 * C * L, L)
                 continue
             _im2col_chunk(x, n0, one, KH, KW, stride, padding, Ho, Wo, cols)
-            gemm(nt, tr, R, F, L, cs, z, ld, dys, n0 * F * L, L, 1.0, dws, z, F)
+            _dw_gemm(direct, first, R, F, L, cs, z, ld, dys, n0 * F * L, L, dws)
             gemm(tr, nt, R, L, F, ws, z, R, dys, n0 * F * L, L, 0.0, cs, z, ld)
         else:
             _gather_dy(dy3, n0, nb, dyc)
             _im2col_chunk(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols)
-            gemm(nt, tr, R, F, nb * L, cs, z, ld, dycs, z, ld, 1.0, dws, z, F)
+            _dw_gemm(direct, first, R, F, nb * L, cs, z, ld, dycs, z, ld, dws)
             gemm(tr, nt, R, nb * L, F, ws, z, R, dycs, z, ld, 0.0, cs, z, ld)
         _col2im_chunk(cols, n0, nb, KH, KW, stride, padding, Ho, Wo, dx)
 
@@ -391,16 +411,35 @@ def _backward_input(dy, w, H, W, stride, padding, T, nb_max):
     return dx
 
 
+#: from this many filters on, the weight-gradient GEMMs write ``dW (F, R)`` itself (see :func:`_dw_gemm`)
+DW_DIRECT_MIN_FILTERS = 256
+
+
+def _weight_partials(bounds, F, R, Ho, Wo, dtype):
+    """Per-unit partial sums ``(direct, dw, db)``: ``dw (units, F, R)`` when ``direct`` else
+    ``(units, R, F)``, filled by each unit's first GEMM; ``db (units, F, Ho·Wo)`` zeroed."""
+    direct = F >= DW_DIRECT_MIN_FILTERS
+    dwp = np.empty((len(bounds), F, R) if direct else (len(bounds), R, F), dtype=dtype)
+    return direct, dwp, np.zeros((len(bounds), F, Ho * Wo), dtype=dtype)
+
+
+def _reduce_partials(direct, dwp, dbp, w_shape):
+    """``(dw (F, C, KH, KW), db (F,))`` from the partials, summed in unit order (results do not
+    depend on which thread ran which unit)."""
+    dw = dwp[0] if len(dwp) == 1 else dwp.sum(axis=0)
+    if not direct:
+        dw = np.ascontiguousarray(dw.T)
+    return dw.reshape(w_shape), dbp.sum(axis=(0, 2))
+
+
 def _backward_weight(dy, x, KH, KW, stride, padding, T, nb_max):
     N, F, Ho, Wo = dy.shape
     C = x.shape[1]
     bounds = units(T, N, nb_max)
-    dwp = np.zeros((len(bounds), C * KH * KW, F), dtype=dy.dtype)   # per-unit partial dWᵀ sums,
-    dbp = np.zeros((len(bounds), F, Ho * Wo), dtype=dy.dtype)       # reduced in unit order
+    direct, dwp, dbp = _weight_partials(bounds, F, C * KH * KW, Ho, Wo, dy.dtype)
     run_units(T, bounds, lambda u, lo, hi: _backward_weight_slice(dy, x, KH, KW, stride, padding, lo, hi,
-                                                                  nb_max, dwp[u], dbp[u]))
-    dw = np.ascontiguousarray(dwp.sum(axis=0).T).reshape(F, C, KH, KW)
-    return dw, dbp.sum(axis=(0, 2))
+                                                                  nb_max, direct, dwp[u], dbp[u]))
+    return _reduce_partials(direct, dwp, dbp, (F, C, KH, KW))
 
 
 def _backward(dy, x, w, stride, padding, T, nb_max):
@@ -408,13 +447,11 @@ def _backward(dy, x, w, stride, padding, T, nb_max):
     N, F, Ho, Wo = dy.shape
     _, C, KH, KW = w.shape
     bounds = units(T, N, nb_max)
-    dwp = np.zeros((len(bounds), C * KH * KW, F), dtype=dy.dtype)
-    dbp = np.zeros((len(bounds), F, Ho * Wo), dtype=dy.dtype)
+    direct, dwp, dbp = _weight_partials(bounds, F, C * KH * KW, Ho, Wo, dy.dtype)
     dx = np.zeros(x.shape, dtype=dy.dtype)
     run_units(T, bounds, lambda u, lo, hi: _backward_slice(dy, x, w, stride, padding, lo, hi, nb_max,
-                                                           dwp[u], dbp[u], dx))
-    dw = np.ascontiguousarray(dwp.sum(axis=0).T).reshape(F, C, KH, KW)
-    return dx, dw, dbp.sum(axis=(0, 2))
+                                                           direct, dwp[u], dbp[u], dx))
+    return (dx,) + _reduce_partials(direct, dwp, dbp, w.shape)
 
 
 # ----------------------------------------------------------------------------------------------

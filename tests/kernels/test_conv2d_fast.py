@@ -4,8 +4,13 @@ Exercises the kernel functions directly, for every way the batch can be cut: thr
 (1..3, more than the batch too) and images per GEMM chunk ``nb`` (1 = GEMM straight into
 ``y[n]``, >1 = gathered chunks, a ragged last chunk), 1×1 pointwise shortcut, padding wider
 than the kernel, stride, batch 1, channel counts that are not multiples of the vector width;
-float32 and float64.  Also the NumPy fallback used when no OpenBLAS can be bound.
+float32 and float64; the weight gradient in both GEMM orientations (``dWᵀ`` transposed at
+the end, or ``dW`` directly, :data:`nptl.kernels.conv2d.DW_DIRECT_MIN_FILTERS`).  Also the NumPy
+fallback used when no OpenBLAS can be bound.
 """
+import itertools
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -35,10 +40,22 @@ def _case(g, dtype, seed):
 splits = st.tuples(st.integers(1, 3), st.integers(1, 4))  # (T, nb)
 
 
+@contextmanager
+def dw_orientation(direct):
+    """Force the weight-gradient GEMMs to write ``dW`` (``direct``) or ``dWᵀ`` whatever F is."""
+    saved = K.DW_DIRECT_MIN_FILTERS
+    K.DW_DIRECT_MIN_FILTERS = 1 if direct else 1 << 30
+    try:
+        yield
+    finally:
+        K.DW_DIRECT_MIN_FILTERS = saved
+
+
 @needs_blas
 @settings(max_examples=examples(60), deadline=None)
-@given(g=conv_geometries(max_batch=5, max_channels=19), dtype=DTYPES, seed=seeds, split=splits)
-def test_all_passes_match_reference_for_any_split(g, dtype, seed, split):
+@given(g=conv_geometries(max_batch=5, max_channels=19), dtype=DTYPES, seed=seeds, split=splits,
+       direct=st.booleans())
+def test_all_passes_match_reference_for_any_split(g, dtype, seed, split, direct):
     T, nb = split
     T = min(T, g.N)
     x, w, b, dy = _case(g, dtype, seed)
@@ -48,8 +65,9 @@ def test_all_passes_match_reference_for_any_split(g, dtype, seed, split):
     _close(y, ref.conv2d(x, w, b, g.stride, g.padding), dtype)
     rdx, rdw, rdb = ref.conv2d_backward(dy, x, w, g.stride, g.padding)
     dx = K._backward_input(dy, w, g.H, g.W, g.stride, g.padding, T, nb)
-    dw, db = K._backward_weight(dy, x, g.KH, g.KW, g.stride, g.padding, T, nb)
-    fdx, fdw, fdb = K._backward(dy, x, w, g.stride, g.padding, T, nb)  # the fused pass
+    with dw_orientation(direct):
+        dw, db = K._backward_weight(dy, x, g.KH, g.KW, g.stride, g.padding, T, nb)
+        fdx, fdw, fdb = K._backward(dy, x, w, g.stride, g.padding, T, nb)  # the fused pass
     for a, r in ((dx, rdx), (dw, rdw), (db, rdb), (fdx, rdx), (fdw, rdw), (fdb, rdb)):
         assert a.dtype == dtype and a.shape == r.shape
         _close(a, r, dtype)
@@ -90,14 +108,15 @@ def test_fixed_shapes(dtype, N, C, H, W, F, k, s, p):
     Ho, Wo = conv_output_size(H, k, s, p), conv_output_size(W, k, s, p)
     dy = rand(rng, (N, F, Ho, Wo), dtype)
     rdx, rdw, rdb = ref.conv2d_backward(dy, x, w, s, p)
-    for T, nb in ((1, 1), (2, 1), (2, 3), (N, N)):
+    for (T, nb), direct in itertools.product(((1, 1), (2, 1), (2, 3), (N, N)), (False, True)):
         T = min(T, N)
         _close(K._forward(x, w, b, s, p, Ho, Wo, T, nb), ref.conv2d(x, w, b, s, p), dtype)
         _close(K._backward_input(dy, w, H, W, s, p, T, nb), rdx, dtype)
-        dw, db = K._backward_weight(dy, x, k, k, s, p, T, nb)
-        _close(dw, rdw, dtype)
-        _close(db, rdb, dtype)
-        dx, dw, db = K._backward(dy, x, w, s, p, T, nb)
+        with dw_orientation(direct):
+            dw, db = K._backward_weight(dy, x, k, k, s, p, T, nb)
+            _close(dw, rdw, dtype)
+            _close(db, rdb, dtype)
+            dx, dw, db = K._backward(dy, x, w, s, p, T, nb)
         for a, r in ((dx, rdx), (dw, rdw), (db, rdb)):
             assert a.dtype == dtype
             _close(a, r, dtype)
