@@ -77,7 +77,7 @@ class Layer:
         if declared is not None and made != declared:
             raise RuntimeError(f"layer '{self.name}' ({type(self).__name__}): _init_params made {made} but "
                                f"array_shapes says {declared}")
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.grads = {k: np.zeros(v.shape, v.dtype) for k, v in self.params.items()}  # pages untouched until written
         return out
 
     def _init_params(self, rng: np.random.Generator) -> None:

@@ -85,6 +85,27 @@ def test_initialisation_is_seeded_and_scaled():
         _build(Dense(3, kernel_init="bogus"), (3,))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["he_normal", "he_uniform", "glorot_normal", "glorot_uniform"])
+def test_blockwise_initialisation_equals_the_whole_draw(name, dtype, monkeypatch):
+    """Weights drawn block by block (7 values at a time here, the last block partial) are the
+    values of one whole float64 draw cast to ``dtype``, and the generator ends in the same state
+    (the layers built after this one draw the same weights too)."""
+    from nptl.layers import init
+
+    monkeypatch.setattr(init, "BLOCK", 7)
+    shape, fan_in, fan_out = (4, 3, 2, 3), 18, 24
+    whole_rng, block_rng = np.random.default_rng(5), np.random.default_rng(5)
+    sd, lim = {"he": (np.sqrt(2 / fan_in), np.sqrt(6 / fan_in)),
+               "glorot": (np.sqrt(2 / (fan_in + fan_out)), np.sqrt(6 / (fan_in + fan_out)))}[name.split("_")[0]]
+    whole = (whole_rng.normal(0.0, sd, size=shape) if name.endswith("normal")
+             else whole_rng.uniform(-lim, lim, size=shape)).astype(dtype)
+    blocks = init.initialize(name, shape, fan_in, fan_out, block_rng, dtype)
+    assert blocks.dtype == dtype and blocks.shape == shape
+    np.testing.assert_array_equal(blocks, whole)
+    assert block_rng.bit_generator.state == whole_rng.bit_generator.state
+
+
 def test_float64_noncontiguous_input_to_float32_model():
     model = nptl.Sequential([Conv2D(4, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(3)], input_shape=(2, 8, 8))
     x = np.random.default_rng(0).standard_normal((5, 8, 8, 2)).transpose(0, 3, 1, 2)  # float64 view
