@@ -97,8 +97,10 @@ def test_frozen_layer_still_passes_gradient_to_trainable_layer_below():
     # dx of a frozen layer equals dx of the same layer unfrozen
     layer = frozen["c2"]
     dy = np.random.default_rng(1).standard_normal((16, 6, 4, 4))
+    frozen.forward(x, training=True)               # a forward's caches serve one backward
     dx_frozen = layer.backward(dy)
     layer.unfreeze()
+    frozen.forward(x, training=True)
     np.testing.assert_array_equal(layer.backward(dy), dx_frozen)
 
 

@@ -34,7 +34,7 @@ class ReLU(_Activation):
         return y
 
     def backward(self, dy, input_grad=True):
-        y = self._need_cache("_y")
+        y = self._take_cache("_y")
         if not input_grad:
             return None
         return ops.relu_backward(self._as_dtype(dy), y)                  # (R2) with [y > 0]
@@ -57,7 +57,7 @@ class Sigmoid(_Activation):
         return y
 
     def backward(self, dy, input_grad=True):
-        y = self._need_cache("_y")
+        y = self._take_cache("_y")
         if not input_grad:
             return None
         return ops.sigmoid_backward(self._as_dtype(dy), y)
@@ -85,7 +85,7 @@ class Softmax(_Activation):
         return y
 
     def backward(self, dy, input_grad=True):
-        y = self._need_cache("_y")
+        y = self._take_cache("_y")
         if not input_grad:
             return None
         return ops.softmax_backward(self._as_dtype(dy), y)

@@ -13,6 +13,8 @@ update buffers in place, so a reference to a buffer array stays valid.
 
 Frozen (``trainable = False``) is not inference mode: a frozen layer still caches what its
 backward needs and still returns ``dx`` when asked, it only skips its parameter gradients.
+What a training-mode forward caches serves one backward, which releases it
+(:meth:`Layer._take_cache`): call forward again before the next backward.
 """
 from __future__ import annotations
 
@@ -182,12 +184,18 @@ class Layer:
         """An incoming gradient as a contiguous array of this layer's dtype."""
         return np.ascontiguousarray(dy, dtype=self.dtype)
 
-    def _need_cache(self, name: str):
+    def _take_cache(self, name: str):
+        """What ``forward(..., training=True)`` kept under ``name`` for the backward, now released
+        (the attribute is set to None): a forward's cache serves one backward, and each
+        activation is freed as soon as the last layer that kept it has run its backward, so
+        memory falls as backward proceeds (torch frees its saved tensors the same way).  A
+        second backward without a new forward raises."""
         value = getattr(self, name, None)
         if value is None:
             raise RuntimeError(
                 f"layer '{self.name}': backward called without a forward(..., training=True) before it"
             )
+        setattr(self, name, None)
         return value
 
     def __repr__(self) -> str:

@@ -85,7 +85,7 @@ class Conv2D(Layer):
         return y
 
     def backward(self, dy, input_grad=True):
-        x = self._need_cache("_x")
+        x = self._take_cache("_x")
         w = self.params["w"]
         dy = self._as_dtype(dy)
         if not self.trainable:
@@ -178,7 +178,7 @@ class ConvTranspose2D(Layer):
         return y
 
     def backward(self, dy, input_grad=True):
-        x = self._need_cache("_x")
+        x = self._take_cache("_x")
         w = self.params["w"]
         dy = self._as_dtype(dy)
         if self.trainable:

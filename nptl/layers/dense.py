@@ -61,7 +61,7 @@ class Dense(Layer):
         return kernel.dense_forward(x, self.params["w"], b)
 
     def backward(self, dy, input_grad=True):
-        x = self._need_cache("_x")
+        x = self._take_cache("_x")
         dy = self._as_dtype(dy)
         if self.trainable:
             kernel.dense_accumulate_weight_grad(self.grads["w"], dy, x)    # (D3)

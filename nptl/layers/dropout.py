@@ -59,7 +59,7 @@ class Dropout(Layer):
         return kernel.dropout_forward(x.reshape(-1), keep, x.dtype.type(1.0 / (1.0 - self.rate))).reshape(x.shape)
 
     def backward(self, dy, input_grad=True):
-        keep = self._need_cache("_keep")
+        keep = self._take_cache("_keep")
         if not input_grad:
             return None
         dy = self._as_dtype(dy)

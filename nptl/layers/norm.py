@@ -78,11 +78,12 @@ class _BatchNorm(Layer):
         return y.reshape(x.shape)
 
     def backward(self, dy, input_grad=True):
-        x3 = self._need_cache("_x")
+        x3 = self._take_cache("_x")
+        mean, var, batch = self._mean, self._var, self._batch
+        self._mean = self._var = self._batch = None
         dy = self._as_dtype(dy)
-        dx, dw, db = kernel.batch_norm_backward(dy.reshape(x3.shape), x3, self.params["w"], self.eps, self._mean,
-                                                self._var, self._batch, input_grad=input_grad,
-                                                param_grads=self.trainable)
+        dx, dw, db = kernel.batch_norm_backward(dy.reshape(x3.shape), x3, self.params["w"], self.eps, mean, var,
+                                                batch, input_grad=input_grad, param_grads=self.trainable)
         if self.trainable:
             self.grads["w"] += dw
             self.grads["b"] += db

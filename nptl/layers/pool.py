@@ -81,7 +81,7 @@ class MaxPool2D(_Pool2D):
         return y
 
     def backward(self, dy, input_grad=True):
-        arg = self._need_cache("_argmax")
+        arg = self._take_cache("_argmax")
         if not input_grad:
             return None
         dy = self._as_dtype(dy)
@@ -106,7 +106,7 @@ class AvgPool2D(_Pool2D):
         return kernel.avg_pool2d_forward(x, self.size, self.stride)
 
     def backward(self, dy, input_grad=True):
-        shape = self._need_cache("_x_shape")
+        shape = self._take_cache("_x_shape")
         if not input_grad:
             return None
         dy = self._as_dtype(dy)
@@ -148,7 +148,7 @@ class AdaptiveAvgPool2D(Layer):
         return kernel.adaptive_avg_pool2d_forward(x, *self.output_size)
 
     def backward(self, dy, input_grad=True):
-        shape = self._need_cache("_x_shape")
+        shape = self._take_cache("_x_shape")
         if not input_grad:
             return None
         return kernel.adaptive_avg_pool2d_backward(self._as_dtype(dy), shape[2], shape[3])
@@ -180,7 +180,7 @@ class GlobalAvgPool2D(Layer):
         return kernel.global_avg_pool2d_forward(x)
 
     def backward(self, dy, input_grad=True):
-        shape = self._need_cache("_x_shape")
+        shape = self._take_cache("_x_shape")
         if not input_grad:
             return None
         return kernel.global_avg_pool2d_backward(self._as_dtype(dy), shape[2], shape[3])

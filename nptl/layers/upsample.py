@@ -41,7 +41,7 @@ class Upsample2D(Layer):
         return kernel.upsample2d_forward(x, *self.size)
 
     def backward(self, dy, input_grad=True):
-        self._need_cache("_x_shape")
+        self._take_cache("_x_shape")
         if not input_grad:
             return None
         return kernel.upsample2d_backward(self._as_dtype(dy), *self.size)

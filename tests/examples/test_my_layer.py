@@ -75,7 +75,7 @@ class LeakyReLU(Layer):
         return leaky_relu(x, self.params["alpha"]).astype(self.dtype)
 
     def backward(self, dy, input_grad=True):
-        x = self._need_cache("_x")
+        x = self._take_cache("_x")
         dx, dalpha = leaky_relu_backward(self._as_dtype(dy), x, self.params["alpha"])
         if self.trainable:
             self.grads["alpha"] += dalpha

@@ -106,6 +106,42 @@ def test_blockwise_initialisation_equals_the_whole_draw(name, dtype, monkeypatch
     assert block_rng.bit_generator.state == whole_rng.bit_generator.state
 
 
+def _every_layer_type():
+    """One layer of each built-in type with a per-sample input shape it accepts."""
+    from nptl import (AdaptiveAvgPool2D, BatchNorm1D, BatchNorm2D, ConvTranspose2D, Dropout, GlobalAvgPool2D,
+                      Upsample2D)
+    image = (2, 6, 6)
+    return [(Conv2D(3, 3), image), (ConvTranspose2D(3, 3), image), (Dense(3), (4,)), (ReLU(), image),
+            (Sigmoid(), image), (Softmax(), (4,)), (BatchNorm2D(), image), (BatchNorm1D(), (4,)),
+            (MaxPool2D(2), image), (MaxPool2D(3, 2, padding=1), image), (AvgPool2D(2), image),
+            (AdaptiveAvgPool2D((4, 4)), image), (GlobalAvgPool2D(), image), (Dropout(0.5), image),
+            (Upsample2D(2), image), (Flatten(), image)]
+
+
+@pytest.mark.parametrize("layer,shape", _every_layer_type(), ids=lambda v: type(v).__name__ if not isinstance(v, tuple) else "")
+@pytest.mark.parametrize("trainable", [True, False])
+def test_backward_releases_what_forward_kept(layer, shape, trainable):
+    """After its backward a layer holds no array of the batch (only parameters, gradients and
+    buffers): a second backward without a new forward raises the 'forward first' error (Flatten
+    keeps nothing and may run again); a new forward makes backward work again."""
+    _build(layer, shape)
+    if not trainable:
+        layer.freeze()
+    x = np.random.default_rng(1).standard_normal((3,) + shape)
+    y = layer.forward(x, training=True)
+    layer.backward(np.ones_like(y), input_grad=True)
+    own = {id(a) for d in (layer.params, layer.grads, layer.buffers) for a in d.values()}
+    kept = [k for k, v in vars(layer).items() if isinstance(v, np.ndarray) and v.ndim > 0 and id(v) not in own]
+    assert kept == []
+    if isinstance(layer, Flatten):
+        return
+    with pytest.raises(RuntimeError, match=rf"layer '{layer.name}': backward called without a forward\(\.\.\., "
+                                           r"training=True\) before it"):
+        layer.backward(np.ones_like(y))
+    layer.forward(x, training=True)
+    assert layer.backward(np.ones_like(y), input_grad=False) is None
+
+
 def test_float64_noncontiguous_input_to_float32_model():
     model = nptl.Sequential([Conv2D(4, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(3)], input_shape=(2, 8, 8))
     x = np.random.default_rng(0).standard_normal((5, 8, 8, 2)).transpose(0, 3, 1, 2)  # float64 view
