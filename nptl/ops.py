@@ -268,7 +268,10 @@ def max_pool2d(x, size, stride=None):
     where = "max_pool2d"
     x = _nchw(x, "x", where)
     pool2d_output_shape(x.shape, size, stride, where)
-    y, _ = _pool.max_pool2d_forward(x, int(size), int(size if stride is None else stride))
+    size, stride = int(size), int(size if stride is None else stride)
+    if size == 2 and stride == 2:
+        return _pool.max_pool2d_forward_2x2(x)
+    y, _ = _pool.max_pool2d_forward(x, size, stride)
     return y
 
 
@@ -293,7 +296,8 @@ def max_pool2d_backward(dy, x, size, stride=None):
     x = _nchw(x, "x", where)
     dy = _nchw(dy, "dy", where, x.dtype)
     check_shape(dy, pool2d_output_shape(x.shape, size, stride, where), "dy", where)
-    _, arg = _pool.max_pool2d_forward(x, int(size), int(size if stride is None else stride))
+    size, stride = int(size), int(size if stride is None else stride)
+    _, arg = _pool.max_pool2d_forward(x, size, stride)
     return _pool.max_pool2d_backward(dy, arg, x.shape[2], x.shape[3])
 
 

@@ -234,7 +234,8 @@ def _register_builtin_ops() -> None:
             forward=getattr(ops, f"{kind}_pool2d"), backward=getattr(ops, f"{kind}_pool2d_backward"),
             backward_args=("x",),
             reference=(getattr(ref, f"{kind}_pool2d"), getattr(ref, f"{kind}_pool2d_backward")),
-            kernels=(f"pool.{kind}_pool2d_forward", f"pool.{kind}_pool2d_backward"),
+            kernels=(f"pool.{kind}_pool2d_forward", f"pool.{kind}_pool2d_backward")
+            + ((f"pool.{kind}_pool2d_forward_2x2",) if kind == "max" else ()),
             arg_names=("x",), cases="pool2d_cases", benchmark="pool2d",
             torch=(lambda F, x, size, stride, _f=f"{kind}_pool2d": getattr(F, _f)(x, size, stride)),
             branches=(

@@ -7,7 +7,8 @@ average pooling is its 1×1 case, with a branch of its own).  NaN propagates thr
 as in PyTorch: a window holding a NaN gives NaN, and its gradient goes to the last NaN of the
 window (the scan takes ``v`` when ``v > best or v`` is NaN).  Max pooling also returns the flat
 index ``h·W + w`` of each window's maximum so a layer can route the gradient without searching
-again.
+again; ``ops.max_pool2d`` needs only the values, which for 2×2 windows with stride 2 (the
+seed CNN's) ``max_pool2d_forward_2x2`` computes without the argmax array (half the time).
 
 The loops index flat views with ``uintp`` offsets: Numba adds a negative-index wraparound
 branch to every signed index, which blocks vectorisation and costs ~3x here.
@@ -79,6 +80,37 @@ def max_pool2d_forward(x, size, stride):
 
 
 @kernel(parallel=True)
+def max_pool2d_forward_2x2(x):
+    """(P1) for 2×2 windows with stride 2, values only (what ``ops.max_pool2d`` returns).
+
+    The scan ``best = v if v > best`` (the first maximum, as (P1)) is a vector ``max``; NaN is
+    checked once per window, ``(a != a) | … | (d != d)``, and gives the window's sum (a NaN)."""
+    N, C, H, W = x.shape
+    Ho, Wo = H // 2, W // 2
+    y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+    xs = x.reshape(-1)
+    ys = y.reshape(-1)
+    for nc in prange(N * C):
+        xb = nc * H * W
+        yb = nc * Ho * Wo
+        for i in range(Ho):
+            r0 = xb + 2 * i * W
+            r1 = r0 + W
+            for j in range(Wo):
+                a = xs[uintp(r0 + 2 * j)]
+                b = xs[uintp(r0 + 2 * j + 1)]
+                c = xs[uintp(r1 + 2 * j)]
+                d = xs[uintp(r1 + 2 * j + 1)]
+                best = a
+                best = b if b > best else best                                   # (P1)
+                best = c if c > best else best
+                best = d if d > best else best
+                nan = (a != a) | (b != b) | (c != c) | (d != d)
+                ys[uintp(yb + i * Wo + j)] = (a + b + c + d) if nan else best
+    return y
+
+
+@kernel(parallel=True)
 def max_pool2d_backward(dy, arg, H, W):
     """(P2): ``dx[n,c,argmax] += dy[n,c,i,j]`` (accumulates where windows overlap)."""
     N, C, Ho, Wo = dy.shape
@@ -134,7 +166,9 @@ def avg_pool2d_forward(x, size, stride):
 
 @kernel(parallel=True)
 def avg_pool2d_backward(dy, H, W, size, stride):
-    """(A2) every input of a window receives ``dy/size²``."""
+    """(A2) every input of a window receives ``dy/size²``.  2×2 windows with stride 2 tile the
+    input, so each ``dx`` element is written once (the last row or column of an odd ``H`` or
+    ``W``, in no window, set to 0); other windows are accumulated into a zeroed ``dx``."""
     N, C, Ho, Wo = dy.shape
     dx = np.empty((N, C, H, W), dtype=dy.dtype)
     inv = dy.dtype.type(1.0) / dy.dtype.type(size * size)
@@ -144,22 +178,28 @@ def avg_pool2d_backward(dy, H, W, size, stride):
     for nc in prange(N * C):
         xb = nc * H * W
         yb = nc * Ho * Wo
-        for k in range(H * W):
-            dxs[uintp(xb + k)] = zero
         if size == 2 and stride == 2:  # disjoint windows: plain stores
             for i in range(Ho):
                 r0 = xb + 2 * i * W
                 r1 = r0 + W
                 for j in range(Wo):
-                    g = dys[uintp(yb + i * Wo + j)] * inv
+                    g = dys[uintp(yb + i * Wo + j)] * inv                        # (A2)
                     dxs[uintp(r0 + 2 * j)] = g
                     dxs[uintp(r0 + 2 * j + 1)] = g
-                    dxs[uintp(r1 + 2 * j)] = g
-                    dxs[uintp(r1 + 2 * j + 1)] = g
+                for k in range(2 * Wo):                      # the second row of the windows: a copy
+                    dxs[uintp(r1 + k)] = dxs[uintp(r0 + k)]
+                if W % 2:
+                    dxs[uintp(r0 + W - 1)] = zero
+                    dxs[uintp(r1 + W - 1)] = zero
+            if H % 2:
+                for k in range((H - 1) * W, H * W):
+                    dxs[uintp(xb + k)] = zero
             continue
+        for k in range(H * W):
+            dxs[uintp(xb + k)] = zero
         for i in range(Ho):
             for j in range(Wo):
-                g = dys[uintp(yb + i * Wo + j)] * inv
+                g = dys[uintp(yb + i * Wo + j)] * inv                            # (A2)
                 k0 = xb + i * stride * W + j * stride
                 for p in range(size):
                     for q in range(size):

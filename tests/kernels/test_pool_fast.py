@@ -19,19 +19,25 @@ geoms = st.tuples(st.integers(1, 3), st.integers(1, 5), st.integers(2, 11), st.i
 
 
 @settings(max_examples=examples(60), deadline=None)
-@given(g=geoms, dtype=DTYPES, seed=seeds, ties=st.booleans())
-def test_pool_kernels_match_reference(g, dtype, seed, ties):
+@given(g=geoms, dtype=DTYPES, seed=seeds, ties=st.booleans(), nans=st.booleans())
+def test_pool_kernels_match_reference(g, dtype, seed, ties, nans):
     N, C, H, W, (size, stride) = g
     size = min(size, H, W)
     rng = np.random.default_rng(seed)
     x = rand(rng, (N, C, H, W), dtype)
     if ties:  # few distinct values: many ties, the first maximum must win
         x = np.round(x).astype(dtype)
+    if nans:  # NaN propagates: y is NaN, the gradient goes to the window's last NaN
+        x[rng.random(x.shape) < 0.2] = np.nan
     Ho, Wo = ref.conv_output_size(H, size, stride, 0), ref.conv_output_size(W, size, stride, 0)
     dy = rand(rng, (N, C, Ho, Wo), dtype)
     y, arg = P.max_pool2d_forward(x, size, stride)
     np.testing.assert_array_equal(y, ref.max_pool2d(x, size, stride))
     _close(P.max_pool2d_backward(dy, arg, H, W), ref.max_pool2d_backward(dy, x, size, stride), dtype)
+    if size == 2 and stride == 2:  # the ops' path: values only
+        np.testing.assert_array_equal(P.max_pool2d_forward_2x2(x), ref.max_pool2d(x, size, stride))
+    if nans:
+        return
     _close(P.avg_pool2d_forward(x, size, stride), ref.avg_pool2d(x, size, stride), dtype)
     _close(P.avg_pool2d_backward(dy, H, W, size, stride), ref.avg_pool2d_backward(dy, x, size, stride), dtype)
 
@@ -44,5 +50,6 @@ def test_two_by_two_fast_path_on_a_model_shape(dtype):
     y, arg = P.max_pool2d_forward(x, 2, 2)
     np.testing.assert_array_equal(y, ref.max_pool2d(x, 2, 2))
     _close(P.max_pool2d_backward(dy, arg, 26, 27), ref.max_pool2d_backward(dy, x, 2, 2), dtype)
+    np.testing.assert_array_equal(P.max_pool2d_forward_2x2(x), y)
     _close(P.avg_pool2d_forward(x, 2, 2), ref.avg_pool2d(x, 2, 2), dtype)
     _close(P.avg_pool2d_backward(dy, 26, 27, 2, 2), ref.avg_pool2d_backward(dy, x, 2, 2), dtype)
