@@ -73,6 +73,6 @@ def run(ctx):
         for p, nbytes in (("fwd", 2 * x.nbytes), ("fwdbwd", 5 * x.nbytes)):
             row = make_row(ctx, "activations", shape, p, x.size * (1 if p == "fwd" else 2), times[p],
                            {"op": s["op"]})
-            add_bandwidth(row, nbytes, copy_rates[x.nbytes])
+            add_bandwidth(row, nbytes, copy_rates[x.nbytes], x.nbytes)
             rows.append(row)
     return {"rows": rows, "torch_error": torch_err}

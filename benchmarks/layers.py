@@ -3,14 +3,17 @@ pooling, dropout (mask drawn + applied), forward and forward+backward, on the ag
 
 All are memory-bound: the figure of merit is GB/s, float32 bytes an ideal implementation
 must move — forward: x read + y written; forward+backward adds dy read + dx written (and x
-read again).  The "GFLOP/s" column of the other families is left out.
+read again) — and, as for pooling, that as a share of the copy bandwidth measured at the size
+of x (``bandwidth.py``).  The "GFLOP/s" column of the other families is left out.
 """
 import math
 
 import numpy as np
 
 from benchmarks import torch_peer
+from benchmarks.bandwidth import copy_gbytes_per_s
 from benchmarks.common import kernel_rows, rng
+from benchmarks.pool import add_bandwidth
 from benchmarks.suite import log, shapes_for
 
 
@@ -72,15 +75,18 @@ def run(ctx):
     torch_res, torch_err = torch_peer.run([dict(s, kind="layer") for s in cases], ctx)
     if torch_err:
         log(f"  torch: {torch_err}")
-    rows = []
+    rows, copy_rates = [], {}
     for s, tr in zip(cases, torch_res):
         log(f"  layers {s['op']} {s['name']}")
         tiny = dict(s, x=[1] + [min(v, 3) for v in s["x"][1:]])
         elements = math.prod(s["x"])
         fwd, fwdbwd = kernel_rows(ctx, "layers", s, op_fns, tiny, tr, elements, bwd_mult=2, extra={"op": s["op"]})
+        x_bytes = 4 * elements
+        if x_bytes not in copy_rates:
+            copy_rates[x_bytes] = copy_gbytes_per_s(x_bytes, min_time=ctx.min_time)
         for row, moved in zip((fwd, fwdbwd), nbytes(s)):
-            for side in ("nptl", "torch"):
-                t = row[f"{side}_seconds"]
-                row[f"{side}_gbytes_per_s"] = moved / t / 1e9 if t else None
+            add_bandwidth(row, moved, copy_rates[x_bytes], x_bytes)
+            t = row["torch_seconds"]
+            row["torch_gbytes_per_s"] = moved / t / 1e9 if t else None
         rows += [fwd, fwdbwd]
     return {"rows": rows, "torch_error": torch_err}

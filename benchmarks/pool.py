@@ -52,15 +52,17 @@ def run(ctx):
             copy_rates[x_bytes] = copy_gbytes_per_s(x_bytes, min_time=ctx.min_time)
         for row in (fwd, fwdbwd):
             add_bandwidth(row, pool2d_bytes(*geometry, op=s["op"], backward=row["pass"] == "fwdbwd"),
-                          copy_rates[x_bytes])
+                          copy_rates[x_bytes], x_bytes)
         rows += [fwd, fwdbwd]
     return {"rows": rows, "torch_error": torch_err}
 
 
-def add_bandwidth(row, nbytes, copy_gbytes):
-    """GB/s of the nptl side and its share of the copy bandwidth, into the row."""
+def add_bandwidth(row, nbytes, copy_gbytes, copy_bytes):
+    """GB/s of the nptl side (``nbytes`` moved) and its share of the copy bandwidth measured on
+    ``copy_bytes`` (the input's size), into the row."""
     t = row["nptl_seconds"]
     row["bytes"] = nbytes
+    row["copy_bytes"] = copy_bytes
     row["copy_gbytes_per_s"] = copy_gbytes
     row["nptl_gbytes_per_s"] = nbytes / t / 1e9 if t else None
     row["nptl_pct_copy"] = pct_of_copy(row["nptl_gbytes_per_s"], copy_gbytes)

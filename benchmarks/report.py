@@ -194,10 +194,11 @@ def kernel_table(rows, family):
 
 
 def layers_table(rows):
-    header = ["shape", "pass", "nptl ms", "GB/s", "torch ms", "torch GB/s", "vs torch", "numpy ms", "vs numpy",
-              "ref ms", "vs ref"]
+    header = ["shape", "pass", "nptl ms", "GB/s", "% copy", "torch ms", "torch GB/s", "vs torch", "numpy ms",
+              "vs numpy", "ref ms", "vs ref"]
     body = [[f"{r['name']}: {r['op']} {'×'.join(map(str, r['shape']['x']))}", PASS[r["pass"]],
-             ms(r["nptl_seconds"]), num(r.get("nptl_gbytes_per_s"), "{:.1f}"), ms(r["torch_seconds"]),
+             ms(r["nptl_seconds"]), num(r.get("nptl_gbytes_per_s"), "{:.1f}"), pct(r.get("nptl_pct_copy")),
+             ms(r["torch_seconds"]),
              num(r.get("torch_gbytes_per_s"), "{:.1f}"), ratio(r["speed_vs_torch"]),
              ms(r["numpy_seconds"]), ratio(r["speed_vs_numpy"]), ms(r["reference_seconds"]),
              ratio(r["speed_vs_reference"])] for r in rows]
@@ -323,8 +324,8 @@ def markdown(results):
             notes.append(f"ref ms: measured on batch {', '.join(map(str, ref_batches))}, scaled per image.")
         if fam in ("conv2d", "pool2d", "dense", "layers", "activations"):
             notes += summary_notes(res["rows"])
-        if fam in ("pool2d", "activations"):
-            copies = sorted({(r["shape"]["N"] * r["shape"]["C"] * r["shape"]["H"] * r["shape"]["W"] * 4,
+        if fam in ("pool2d", "activations", "layers"):
+            copies = sorted({(r.get("copy_bytes") or math.prod(r["shape"][k] for k in "NCHW") * 4,
                               r["copy_gbytes_per_s"]) for r in res["rows"] if r.get("copy_gbytes_per_s")})
             notes.append("copy bandwidth (read + write, at the input's size): "
                          + ", ".join(f"{b / 2**20:.1f} MB {g:.1f} GB/s" for b, g in copies))
