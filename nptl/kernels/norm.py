@@ -27,8 +27,13 @@ from .jit import kernel
 
 FEATURE_BLOCK = 256   # channels per thread task when L = 1
 
+#: the per-channel sums may be reassociated: LLVM then keeps several partial sums in vector
+#: registers instead of one float64 add after another (each waits ~4 cycles for the previous),
+#: which made the sums, not memory, the bound.  Same float64 sums, another order.
+SUMS = {"reassoc"}
 
-@kernel(parallel=True)
+
+@kernel(parallel=True, fastmath=SUMS)
 def batch_norm_stats(x):
     """(BN1) per-channel mean and biased variance of ``x (N, C, L)`` (two passes, float64 sums)."""
     N, C, L = x.shape
@@ -95,7 +100,7 @@ def channel_affine(x, center, scale, offset):
     return y
 
 
-@kernel(parallel=True)
+@kernel(parallel=True, fastmath=SUMS)
 def batch_norm_backward_weight(dy, x, mean, invstd):
     """(BN3) ``(dγ, dβ)`` per channel in float64: ``dβ = Σ dy``, ``dγ = s·Σ dy·(x − μ)``
     (``s = invstd = 1/√(σ² + ε)``, so ``(x − μ)·s = x̂``)."""

@@ -218,10 +218,12 @@ def _adaptive_bins(size, out):
     return start, end
 
 
-@kernel(parallel=True)
+@kernel(parallel=True, fastmath={"reassoc"})
 def adaptive_avg_pool2d_forward(x, Ho, Wo):
     """(AP1) ``y[n,c,i,j]`` = mean of ``x[n,c]`` over bin rows × bin columns (accumulated in
-    ``x``'s dtype, then divided by the bin's size)."""
+    ``x``'s dtype, then divided by the bin's size).  The sums may be reassociated
+    (``fastmath={"reassoc"}``): the global average's plane sum then vectorises, with several
+    partial sums, instead of one add waiting for the previous."""
     N, C, H, W = x.shape
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     xs = x.reshape(-1)
@@ -252,19 +254,29 @@ def adaptive_avg_pool2d_forward(x, Ho, Wo):
 @kernel(parallel=True)
 def adaptive_avg_pool2d_backward(dy, H, W):
     """(AP2) every input of bin ``(i, j)`` receives ``dy[n,c,i,j]/|bin|`` (bins may overlap by a
-    row or column: accumulated, each plane by one thread)."""
+    row or column: accumulated into a zeroed plane, each plane by one thread; the global
+    average's single bin writes its plane once)."""
     N, C, Ho, Wo = dy.shape
-    dx = np.zeros((N, C, H, W), dtype=dy.dtype)
-    hs, he = _adaptive_bins(H, Ho)
-    ws, we = _adaptive_bins(W, Wo)
+    dx = np.empty((N, C, H, W), dtype=dy.dtype)
     dxs = dx.reshape(-1)
     dys = dy.reshape(-1)
+    if Ho == 1 and Wo == 1:  # global average: the plane is dy[n,c]/(H·W) everywhere
+        for nc in prange(N * C):
+            g = dys[uintp(nc)] / dy.dtype.type(H * W)                              # (AP2)
+            for k in range(H * W):
+                dxs[uintp(nc * H * W + k)] = g
+        return dx
+    hs, he = _adaptive_bins(H, Ho)
+    ws, we = _adaptive_bins(W, Wo)
+    zero = dy.dtype.type(0.0)
     for nc in prange(N * C):
         xb = nc * H * W
         yb = nc * Ho * Wo
+        for k in range(H * W):
+            dxs[uintp(xb + k)] = zero
         for i in range(Ho):
             for j in range(Wo):
-                g = dys[uintp(yb + i * Wo + j)] / dy.dtype.type((he[i] - hs[i]) * (we[j] - ws[j]))
+                g = dys[uintp(yb + i * Wo + j)] / dy.dtype.type((he[i] - hs[i]) * (we[j] - ws[j]))  # (AP2)
                 for h in range(hs[i], he[i]):
                     row = xb + h * W
                     for w in range(ws[j], we[j]):
