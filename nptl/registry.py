@@ -205,13 +205,14 @@ def _register_builtin_ops() -> None:
         Branch("one image per GEMM", "Ho·Wo >= CHUNK_COLUMNS (nb = 1, GEMM straight into y[n])",
                ((2, 2, 25, 25), (3, 2, 3, 3), (3,)), dict(stride=1, padding=1),
                lambda s, p: conv_l(s, p) >= CHUNK_COLUMNS),
-        Branch("Winograd F(4×4, 3×3) forward", "3×3, stride 1, C >= 16, F >= 16, Ho, Wo >= 8 (tile_size)",
-               ((2, 16, 10, 10), (16, 16, 3, 3), (16,)), dict(stride=1, padding=0),
-               lambda s, p: tile_size(s[0][1], s[1][0], *ops.conv2d_output_shape(
+        Branch("Winograd F(4×4, 3×3) forward",
+               "3×3, stride 1, C >= 16, F >= 16, Ho, Wo >= 7, >= MIN_BATCH_TILES tiles (tile_size)",
+               ((8, 16, 9, 10), (16, 16, 3, 3), (16,)), dict(stride=1, padding=0),
+               lambda s, p: tile_size(s[0][0], s[0][1], s[1][0], *ops.conv2d_output_shape(
                    s[0], s[1], p["stride"], p["padding"])[2:], *s[1][2:], p["stride"]) > 0),
         Branch("Winograd input gradient", "as the forward, for padding 1 or 2 (input_grad_tile_size)",
-               ((2, 16, 8, 9), (16, 16, 3, 3), (16,)), dict(stride=1, padding=1),
-               lambda s, p: input_grad_tile_size(s[0][1], s[1][0], *s[0][2:], *s[1][2:], p["stride"],
+               ((6, 16, 8, 9), (16, 16, 3, 3), (16,)), dict(stride=1, padding=1),
+               lambda s, p: input_grad_tile_size(s[0][0], s[0][1], s[1][0], *s[0][2:], *s[1][2:], p["stride"],
                                                  p["padding"]) > 0),
     )
     register(Op(

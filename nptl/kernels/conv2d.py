@@ -457,8 +457,10 @@ def _backward(dy, x, w, stride, padding, T, nb_max):
 # ----------------------------------------------------------------------------------------------
 # entry points (used by nptl.ops and nptl.layers.conv)
 # ----------------------------------------------------------------------------------------------
-def _pointwise(KH, KW, stride, padding):
-    return KH == 1 and KW == 1 and stride == 1 and padding == 0
+def _split(N, C, F, KH, KW, Ho, Wo, stride, padding, itemsize):
+    """``(T, nb)`` for this layer's passes (:func:`nptl.kernels.schedule.plan`)."""
+    pointwise = KH == 1 and KW == 1 and stride == 1 and padding == 0
+    return plan(N, Ho * Wo, C * KH * KW, itemsize, pointwise, F)
 
 
 def conv2d_forward(x, w, b, stride, padding):
@@ -468,10 +470,10 @@ def conv2d_forward(x, w, b, stride, padding):
     Ho, Wo = conv_output_size(H, KH, stride, padding), conv_output_size(W, KW, stride, padding)
     if not _blas.AVAILABLE:
         return _np_forward(x, w, b, stride, padding, Ho, Wo)
-    m = _winograd.tile_size(C, F, Ho, Wo, KH, KW, stride)
+    m = _winograd.tile_size(N, C, F, Ho, Wo, KH, KW, stride)
     if m:
         return _winograd.conv2d_forward(x, w, b, padding, m)
-    T, nb = plan(N, Ho * Wo, C * KH * KW, x.itemsize, _pointwise(KH, KW, stride, padding))
+    T, nb = _split(N, C, F, KH, KW, Ho, Wo, stride, padding, x.itemsize)
     return _forward(x, w, b, stride, padding, Ho, Wo, T, nb)
 
 
@@ -480,11 +482,11 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding):
     N, C, H, W = x_shape
     if not _blas.AVAILABLE:
         return _np_backward_input(dy, w, x_shape, stride, padding)
-    m = _winograd.input_grad_tile_size(C, w.shape[0], H, W, w.shape[2], w.shape[3], stride, padding)
+    m = _winograd.input_grad_tile_size(N, C, w.shape[0], H, W, w.shape[2], w.shape[3], stride, padding)
     if m:
         return _winograd.conv2d_backward_input(dy, w, padding, m)
-    T, nb = plan(N, dy.shape[2] * dy.shape[3], C * w.shape[2] * w.shape[3], dy.itemsize,
-                  _pointwise(w.shape[2], w.shape[3], stride, padding))
+    T, nb = _split(N, C, w.shape[0], w.shape[2], w.shape[3], dy.shape[2], dy.shape[3], stride, padding,
+                   dy.itemsize)
     return _backward_input(dy, w, H, W, stride, padding, T, nb)
 
 
@@ -494,8 +496,8 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding):
     KH, KW = w_shape[2], w_shape[3]
     if not _blas.AVAILABLE:
         return _np_backward_weight(dy, x, w_shape, stride, padding)
-    T, nb = plan(x.shape[0], dy.shape[2] * dy.shape[3], x.shape[1] * KH * KW, dy.itemsize,
-                 _pointwise(KH, KW, stride, padding))
+    T, nb = _split(x.shape[0], x.shape[1], w_shape[0], KH, KW, dy.shape[2], dy.shape[3], stride, padding,
+                   dy.itemsize)
     return _backward_weight(dy, x, KH, KW, stride, padding, T, nb)
 
 
@@ -507,12 +509,11 @@ def conv2d_backward(dy, x, w, stride, padding):
     if not _blas.AVAILABLE:
         dw, db = _np_backward_weight(dy, x, w.shape, stride, padding)
         return _np_backward_input(dy, w, x.shape, stride, padding), dw, db
-    _, C, H, W = x.shape
-    if _winograd.input_grad_tile_size(C, w.shape[0], H, W, KH, KW, stride, padding):
+    N, C, H, W = x.shape
+    if _winograd.input_grad_tile_size(N, C, w.shape[0], H, W, KH, KW, stride, padding):
         return conv2d_backward_input(dy, w, x.shape, stride, padding), *conv2d_backward_weight(
             dy, x, w.shape, stride, padding)
-    T, nb = plan(x.shape[0], dy.shape[2] * dy.shape[3], x.shape[1] * KH * KW, dy.itemsize,
-                 _pointwise(KH, KW, stride, padding))
+    T, nb = _split(N, C, w.shape[0], KH, KW, dy.shape[2], dy.shape[3], stride, padding, dy.itemsize)
     return _backward(dy, x, w, stride, padding, T, nb)
 
 

@@ -84,27 +84,43 @@ MIN_TILE_COLUMNS = 16
 TILE_ALIGN = 16
 
 
-def tile_size(C, F, Ho, Wo, KH, KW, stride):
-    """The dispatch decision for (C1): ``m`` when this layer's forward pass should run as
-    Winograd F(m×m, 3×3), else 0 (the im2col + GEMM kernels of :mod:`nptl.kernels.conv2d`).
+#: a batch must give the α² GEMMs at least this many tile columns (``N·⌈Ho/4⌉·⌈Wo/4⌉``): every
+#: call streams all of ``U``, 4× the bytes of ``w``, and with few columns the GEMMs starve on it.
+#: ResNet18's 512-channel 7×7 layer, one Zen 4 core: 16 columns (batch 4) 16.3 ms against 11.3
+#: by im2col, 64 (batch 16) 27 ms against 44; a 256-channel 14×14 layer at 32 columns: a tie.
+MIN_BATCH_TILES = 32
+
+
+def tile_size(N, C, F, Ho, Wo, KH, KW, stride):
+    """The dispatch decision for (C1) on a batch of ``N``: ``m`` when this layer's forward pass
+    should run as Winograd F(m×m, 3×3), else 0 (the im2col + GEMM kernels of
+    :mod:`nptl.kernels.conv2d`).
 
     3×3 stride-1 layers with at least 16 channels and 16 filters (the transforms cost O(C + F)
-    per tile, the α² GEMMs O(C·F): with fewer the transforms dominate) and outputs at least
-    8×8.  Measured on one Zen 4 core: 11×11 and 16×16 outputs (seed-cnn-2, vgg-block) took
-    2.5 and 6.7 ms with F(4×4) against 4.1 and 14.6 ms with im2col, F(2×2) 3.4 and 9.3 ms; the
-    3×3 output of seed-cnn-3 took 0.66 (F(4×4)) and 0.74 ms (F(2×2)) against 0.60.  So m = 4.
+    per tile, the α² GEMMs O(C·F): with fewer the transforms dominate), outputs at least 7×7
+    (a 7×7 output fills 49/64 of its four tiles) and at least :data:`MIN_BATCH_TILES` tiles in
+    the batch.  Measured on one Zen 4 core: 11×11 and 16×16 outputs (seed-cnn-2, vgg-block) took
+    2.5 and 6.7 ms with F(4×4) against 4.1 and 14.6 ms with im2col, F(2×2) 3.4 and 9.3 ms;
+    ResNet18's 7×7 layers at batch 16 7.8 (256 channels) and 27 ms (512) against 10.8 and 44 ms,
+    F(2×2) 9.3 and 34 ms; the 3×3 output of seed-cnn-3 took 0.66 (F(4×4)) and 0.74 ms (F(2×2))
+    against 0.60, the 4×4 output of ResNet18's last layers (512 channels, batch 16) 20.9 and
+    13.4 ms against 14.7.  So m = 4.
 
-    >>> tile_size(32, 64, 11, 11, 3, 3, 1), tile_size(3, 32, 30, 30, 3, 3, 1), tile_size(64, 64, 3, 3, 3, 3, 1)
+    >>> tile_size(64, 32, 64, 11, 11, 3, 3, 1), tile_size(64, 3, 32, 30, 30, 3, 3, 1), tile_size(64, 64, 64, 3, 3, 3, 3, 1)
     (4, 0, 0)
+    >>> tile_size(16, 256, 256, 7, 7, 3, 3, 1), tile_size(4, 256, 256, 7, 7, 3, 3, 1)
+    (4, 0)
     """
-    if KH != 3 or KW != 3 or stride != 1 or C < 16 or F < 16 or min(Ho, Wo) < 8:
+    if KH != 3 or KW != 3 or stride != 1 or C < 16 or F < 16 or min(Ho, Wo) < 7:
+        return 0
+    if N * -(-Ho // 4) * -(-Wo // 4) < MIN_BATCH_TILES:
         return 0
     return 4
 
 
-def input_grad_tile_size(C, F, H, W, KH, KW, stride, padding):
+def input_grad_tile_size(N, C, F, H, W, KH, KW, stride, padding):
     """The dispatch decision for (C2) of a layer with ``C`` channels, ``F`` filters and input
-    ``H×W``: ``m`` when its input gradient should run as the Winograd convolution
+    ``H×W``, on a batch of ``N``: ``m`` when its input gradient should run as the Winograd convolution
     ``conv(dy, w̃, 2 − padding)`` (:func:`conv2d_backward_input`), else 0.
 
     As :func:`tile_size` for that convolution (``F`` channels, ``C`` filters, output ``H×W``),
@@ -113,12 +129,12 @@ def input_grad_tile_size(C, F, H, W, KH, KW, stride, padding):
     4.9 ms against the 3.9 ms that dx adds to the fused im2col backward pass (one thread), while
     the padded vgg-block's took 7.7 ms against 14.8 ms by col2im.
 
-    >>> input_grad_tile_size(64, 128, 16, 16, 3, 3, 1, 1), input_grad_tile_size(32, 64, 13, 13, 3, 3, 1, 0)
+    >>> input_grad_tile_size(32, 64, 128, 16, 16, 3, 3, 1, 1), input_grad_tile_size(64, 32, 64, 13, 13, 3, 3, 1, 0)
     (4, 0)
     """
     if padding < 1 or padding > 2:
         return 0
-    return tile_size(F, C, H, W, KH, KW, stride)
+    return tile_size(N, F, C, H, W, KH, KW, stride)
 
 
 def transform_weights(w, m):
@@ -296,11 +312,15 @@ _SLICES = {2: _forward_slice_f2, 4: _forward_slice_f4}
 
 
 def chunk_images(N, C, F, P, m, itemsize):
-    """``(T, nb)`` threads and images per chunk: the chunk's ``V`` and ``M`` (α²·(C+F)·nb·P values)
-    near :data:`CHUNK_BYTES`, at least :data:`MIN_TILE_COLUMNS` tile columns."""
+    """``(T, nb)`` threads and images per chunk.  A chunk's ``V`` and ``M`` (α²·(C+F)·nb·P values)
+    should stay near :data:`CHUNK_BYTES`, but every chunk also streams all of ``U`` (α²·F·C
+    values) through the α² GEMMs, so a chunk has at least ``C·F/(C+F)`` tile columns (``U``
+    then costs no more traffic per column than ``V`` and ``M``; ResNet18's 256-channel 7×7
+    layer at batch 16: 7.5 ms in one chunk against 40 ms in chunks of one image), and at least
+    :data:`MIN_TILE_COLUMNS`."""
     T, _ = plan(N, P)
     per_thread = -(-N // T)
-    cols = max(MIN_TILE_COLUMNS, CHUNK_BYTES // ((m + 2) ** 2 * (C + F) * itemsize))
+    cols = max(MIN_TILE_COLUMNS, CHUNK_BYTES // ((m + 2) ** 2 * (C + F) * itemsize), C * F // (C + F))
     return T, max(1, min(per_thread, cols // P))
 
 

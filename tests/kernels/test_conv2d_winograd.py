@@ -73,11 +73,13 @@ def test_transforms_are_the_convolution_on_one_tile(m):
 
 
 def test_dispatch_decision_branches():
-    taken = dict(C=16, F=16, Ho=8, Wo=8, KH=3, KW=3, stride=1)
+    taken = dict(N=8, C=16, F=16, Ho=7, Wo=8, KH=3, KW=3, stride=1)   # 8 images × 4 tiles
     assert WG.tile_size(**taken) == 4
-    for change in (dict(KH=5), dict(KW=1), dict(stride=2), dict(C=15), dict(F=15), dict(Ho=7), dict(Wo=7)):
+    for change in (dict(KH=5), dict(KW=1), dict(stride=2), dict(C=15), dict(F=15), dict(Ho=6), dict(Wo=6),
+                   dict(N=7)):
         assert WG.tile_size(**dict(taken, **change)) == 0, change
-    grad = dict(C=16, F=16, H=8, W=8, KH=3, KW=3, stride=1)
+    assert WG.tile_size(**dict(taken, N=2, Ho=16, Wo=16)) == 4    # 2 images × 16 tiles
+    grad = dict(N=8, C=16, F=16, H=8, W=8, KH=3, KW=3, stride=1)
     assert WG.input_grad_tile_size(**grad, padding=1) == WG.input_grad_tile_size(**grad, padding=2) == 4
     assert WG.input_grad_tile_size(**grad, padding=0) == 0     # full convolution: col2im is faster
     assert WG.input_grad_tile_size(**grad, padding=3) == 0     # 2 − padding < 0: not a convolution
@@ -86,9 +88,9 @@ def test_dispatch_decision_branches():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("N,C,H,W,F,p", [
-    (3, 16, 10, 10, 17, 0),    # forward by Winograd, input gradient by col2im (unpadded)
-    (2, 17, 9, 11, 16, 1),     # both by Winograd, 9×11: cropped edge tiles
-    (1, 16, 12, 12, 16, 2),    # padding 2: the input gradient is an unpadded Winograd conv
+    (8, 16, 10, 10, 17, 0),    # forward by Winograd, input gradient by col2im (unpadded)
+    (4, 17, 9, 11, 16, 1),     # both by Winograd, 9×11: cropped edge tiles
+    (4, 16, 12, 12, 16, 2),    # padding 2: the input gradient is an unpadded Winograd conv
 ])
 def test_entry_points_route_to_winograd(monkeypatch, dtype, N, C, H, W, F, p):
     calls = []
