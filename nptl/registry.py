@@ -173,7 +173,7 @@ def _register_builtin_ops() -> None:
     from . import ops
     from .kernels import reference as ref
     from .kernels.conv2d import SMALL_WO
-    from .kernels.conv2d_winograd import input_grad_tile_size, tile_size
+    from .kernels.conv2d_winograd import input_grad_tile_size, tile_size, weight_grad_tile_size
     from .kernels.schedule import CHUNK_COLUMNS
 
     def conv_wo(shapes, p):
@@ -214,6 +214,10 @@ def _register_builtin_ops() -> None:
                ((6, 16, 8, 9), (16, 16, 3, 3), (16,)), dict(stride=1, padding=1),
                lambda s, p: input_grad_tile_size(s[0][0], s[0][1], s[1][0], *s[0][2:], *s[1][2:], p["stride"],
                                                  p["padding"]) > 0),
+        Branch("Winograd weight gradient", "as the forward, with C >= 64 and F >= 64 (weight_grad_tile_size)",
+               ((4, 64, 9, 10), (64, 64, 3, 3), (64,)), dict(stride=1, padding=1),
+               lambda s, p: weight_grad_tile_size(s[0][0], s[0][1], s[1][0], *ops.conv2d_output_shape(
+                   s[0], s[1], p["stride"], p["padding"])[2:], *s[1][2:], p["stride"]) > 0),
     )
     register(Op(
         "conv2d", formulas=("C1", "C2", "C3", "C4"),

@@ -28,10 +28,12 @@ When dx and dW are both wanted, one fused pass (:func:`_backward_slice`, reached
 ``cols`` buffer for ``dcols``.  Outputs narrower than :data:`SMALL_WO` are im2col'd/col2im'd
 through a per-geometry tap table (one gather per row and image) instead of row by row.
 
-3×3 stride-1 layers with enough channels run (C1), and for padded layers (C2), as Winograd
-F(4×4, 3×3) instead (:mod:`nptl.kernels.conv2d_winograd`; the entry points below ask its
-:func:`~nptl.kernels.conv2d_winograd.tile_size` / ``input_grad_tile_size``, the one place
-that decides).
+3×3 stride-1 layers with enough channels run (C1), for padded layers (C2), and with 64
+channels and filters (C3) as Winograd F(4×4, 3×3) instead (:mod:`nptl.kernels.conv2d_winograd`;
+the entry points below ask its :func:`~nptl.kernels.conv2d_winograd.tile_size` /
+``input_grad_tile_size`` / ``weight_grad_tile_size``, the one place that decides).  An unpadded
+layer whose weight gradient is Winograd still takes the fused pass when dx is wanted: it shares
+one im2col between (C2) and (C3).
 
 Functions take contiguous arrays of one float dtype and trust their arguments: checks live in
 :mod:`nptl.ops`.  Without a bindable OpenBLAS (``conv2d_blas.AVAILABLE`` False) the same
@@ -426,10 +428,26 @@ def _weight_partials(bounds, F, R, Ho, Wo, dtype):
 def _reduce_partials(direct, dwp, dbp, w_shape):
     """``(dw (F, C, KH, KW), db (F,))`` from the partials, summed in unit order (results do not
     depend on which thread ran which unit)."""
-    dw = dwp[0] if len(dwp) == 1 else dwp.sum(axis=0)
-    if not direct:
-        dw = np.ascontiguousarray(dw.T)
+    if direct:
+        dw = dwp[0] if len(dwp) == 1 else _sum_units(dwp)
+    else:
+        dw = np.ascontiguousarray((dwp[0] if len(dwp) == 1 else dwp.sum(axis=0)).T)
     return dw.reshape(w_shape), dbp.sum(axis=(0, 2))
+
+
+@kernel(parallel=True)
+def _sum_units(parts):
+    """``Σ_u parts[u]`` over the first axis, in order ``u = 0, 1, …``, rows in parallel (ResNet18's
+    last layers sum 9 MB partials)."""
+    U, F, R = parts.shape
+    out = np.empty((F, R), dtype=parts.dtype)
+    for f in prange(F):
+        for r in range(R):
+            out[f, r] = parts[0, f, r]
+        for u in range(1, U):
+            for r in range(R):
+                out[f, r] += parts[u, f, r]
+    return out
 
 
 def _backward_weight(dy, x, KH, KW, stride, padding, T, nb_max):
@@ -496,6 +514,10 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding):
     KH, KW = w_shape[2], w_shape[3]
     if not _blas.AVAILABLE:
         return _np_backward_weight(dy, x, w_shape, stride, padding)
+    m = _winograd.weight_grad_tile_size(x.shape[0], x.shape[1], dy.shape[1], dy.shape[2], dy.shape[3], KH, KW,
+                                        stride)
+    if m:
+        return _winograd.conv2d_backward_weight(dy, x, padding, m)
     T, nb = _split(x.shape[0], x.shape[1], w_shape[0], KH, KW, dy.shape[2], dy.shape[3], stride, padding,
                    dy.itemsize)
     return _backward_weight(dy, x, KH, KW, stride, padding, T, nb)

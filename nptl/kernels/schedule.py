@@ -68,19 +68,22 @@ def plan(N, L, R=1, itemsize=4, pointwise=False, F=0):
 UNITS_PER_THREAD = 4
 
 
-def units(T, N, nb):
+def units(T, N, nb, most=None):
     """``[(lo, hi), ...]``: images ``[0, N)`` in work units of whole ``nb``-image chunks, about
-    :data:`UNITS_PER_THREAD` per thread; a single unit when ``T = 1``.
+    :data:`UNITS_PER_THREAD` per thread but at most ``most`` (a kernel that keeps a large
+    partial sum per unit); a single unit when ``T = 1``.
 
     >>> units(2, 64, 5)
     [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 60), (60, 64)]
+    >>> units(2, 64, 5, most=3)
+    [(0, 25), (25, 50), (50, 64)]
     >>> units(1, 64, 5)
     [(0, 64)]
     """
     if T == 1:
         return [(0, N)]
     chunks = -(-N // nb)
-    step = nb * max(1, -(-chunks // (UNITS_PER_THREAD * T)))
+    step = nb * max(1, -(-chunks // min(UNITS_PER_THREAD * T, most or chunks)))
     return [(lo, min(lo + step, N)) for lo in range(0, N, step)]
 
 

@@ -1,6 +1,6 @@
 """Winograd F(m×m, 3×3) kernels (nptl.kernels.conv2d_winograd) against the reference twin.
 
-Forward (C1) and input gradient (C2) on generated 3×3 stride-1 geometries, both tile sizes, any
+Forward (C1), input gradient (C2) and weight gradient (C3), (C4) on generated 3×3 stride-1 geometries, both tile sizes, any
 split of the batch over threads and chunks (ragged last chunk, more threads than images),
 outputs smaller than one tile, cropped edge tiles, channels below the vector width; then each
 branch of the dispatch decision and the entry points of nptl.kernels.conv2d that route to it.
@@ -60,6 +60,20 @@ def test_forward_and_input_gradient_match_reference(geometry, m, dtype, seed, sp
     _close(WG.conv2d_backward_input(dy, w, p, m), ref.conv2d_backward(dy, x, w, 1, p)[0], dtype)
 
 
+@settings(deadline=None)
+@given(geometry=geometries(), m=TILES, dtype=DTYPES, seed=seeds,
+       split=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3)))
+def test_weight_gradient_matches_reference(geometry, m, dtype, seed, split):
+    """(WG1)–(WG4) for any split, including fewer units than threads × UNITS_PER_THREAD
+    (``most``: the bound on partial sums)."""
+    x, w, b, dy, p = _case(geometry, dtype, seed)
+    T, nb, most = min(split[0], x.shape[0]), split[1], split[2]
+    _, rdw, rdb = ref.conv2d_backward(dy, x, w, 1, p)
+    dw, db = WG._backward_weight(dy, x, p, m, T, nb, most)
+    _close(dw, rdw, dtype)
+    _close(db, rdb, dtype)
+
+
 @pytest.mark.parametrize("m", sorted(WG.MATRICES))
 def test_transforms_are_the_convolution_on_one_tile(m):
     """(W1)–(W4) by hand on one α×α patch: ``Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A`` is the m×m valid
@@ -84,6 +98,10 @@ def test_dispatch_decision_branches():
     assert WG.input_grad_tile_size(**grad, padding=0) == 0     # full convolution: col2im is faster
     assert WG.input_grad_tile_size(**grad, padding=3) == 0     # 2 − padding < 0: not a convolution
     assert WG.input_grad_tile_size(**dict(grad, C=8), padding=1) == 0   # C filters of the dx conv
+    wide = dict(taken, C=64, F=64)
+    assert WG.weight_grad_tile_size(**wide) == 4
+    for change in (dict(C=63), dict(F=63), dict(stride=2), dict(Ho=6), dict(N=7)):
+        assert WG.weight_grad_tile_size(**dict(wide, **change)) == 0, change
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -106,3 +124,23 @@ def test_entry_points_route_to_winograd(monkeypatch, dtype, N, C, H, W, F, p):
     for got, want in zip(K.conv2d_backward(dy, x, w, 1, p), (rdx, rdw, rdb), strict=True):
         _close(got, want, dtype)
     assert calls == [p] + [2 - p] * 2 * (p > 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [0, 1])
+def test_weight_gradient_entry_points_route_to_winograd(monkeypatch, dtype, p):
+    """64 channels and filters: (C3) by Winograd from conv2d_backward_weight, and from the fused
+    conv2d_backward when the layer is padded (an unpadded one keeps the shared im2col)."""
+    calls = []
+    real = WG.conv2d_backward_weight
+    monkeypatch.setattr(WG, "conv2d_backward_weight", lambda *a: calls.append(a[3]) or real(*a))
+    rng = np.random.default_rng(p)
+    x, w = rand(rng, (4, 64, 12, 11), dtype), rand(rng, (64, 64, 3, 3), dtype)   # 4 × 9 tiles
+    dy = rand(rng, (4, 64, 12 + 2 * p - 2, 11 + 2 * p - 2), dtype)
+    rdx, rdw, rdb = ref.conv2d_backward(dy, x, w, 1, p)
+    for got, want in zip(K.conv2d_backward_weight(dy, x, w.shape, 1, p), (rdw, rdb), strict=True):
+        _close(got, want, dtype)
+    assert calls == [4]
+    for got, want in zip(K.conv2d_backward(dy, x, w, 1, p), (rdx, rdw, rdb), strict=True):
+        _close(got, want, dtype)
+    assert calls == [4] * (1 + (p > 0))
