@@ -385,17 +385,19 @@ def _weight_grad_chunks(x, dy, BT, A, m, padding, lo, hi, nb_max, Mw):
         T = -(-nb * P // TILE_ALIGN) * TILE_ALIGN if nb == nb_max else nb * P
         _input_transform(xs, n0, nb, C, H, W, padding, BT, a, Wp, toff, xpad, T, D, E, V)   # (WG1)
         for f in range(F):                                   # (WG2)
-            for b in range(nb):                              # Y[(i%m)·m + j%m, tile] = dy[n, f, i, j], 0 past the edge
-                for ti in range(tH):
-                    for r in range(m):
-                        i = ti * m + r
-                        for tj in range(tW):
-                            for q in range(m):
-                                j = tj * m + q
-                                v = zero
-                                if i < Ho and j < Wo:
-                                    v = dys[uintp(((n0 + b) * F + f) * Ho * Wo + i * Wo + j)]
-                                Y[uintp((r * m + q) * T + b * P + ti * tW + tj)] = v
+            for r in range(m):                               # Y[r·m + q, tile] = dy[n, f, ti·m + r, tj·m + q], 0 past the edge
+                for q in range(m):
+                    inside = (Wo - q + m - 1) // m           # tiles tj with tj·m + q < Wo
+                    for b in range(nb):
+                        for ti in range(tH):
+                            i = ti * m + r
+                            d0 = (r * m + q) * T + b * P + ti * tW
+                            full = inside if i < Ho else 0
+                            s0 = ((n0 + b) * F + f) * Ho * Wo + i * Wo + q
+                            for tj in range(full):
+                                Y[uintp(d0 + tj)] = dys[uintp(s0 + tj * m)]
+                            for tj in range(full, tW):
+                                Y[uintp(d0 + tj)] = zero
             _apply_rows(A, Y, z, Q, z, T, m, m)              # Q = A Y
             _apply_cols(A, Q, Z, f * T, F * T, T, a, m)      # Z[:, f] = Q Aᵀ
         beta = 0.0 if n0 == lo else 1.0
