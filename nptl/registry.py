@@ -172,7 +172,7 @@ def find(forward) -> Op | None:
 def _register_builtin_ops() -> None:
     from . import ops
     from .kernels import reference as ref
-    from .kernels.conv2d import SMALL_WO
+    from .kernels.conv2d import PHASE_TAPS, SMALL_WO
     from .kernels.conv2d_winograd import input_grad_tile_size, tile_size, weight_grad_tile_size
     from .kernels.schedule import CHUNK_COLUMNS
 
@@ -183,6 +183,9 @@ def _register_builtin_ops() -> None:
         _, _, Ho, Wo = ops.conv2d_output_shape(shapes[0], shapes[1], p["stride"], p["padding"])
         return Ho * Wo
 
+    def phases(shapes, p):
+        return shapes[1][2] * shapes[1][3] >= PHASE_TAPS * p["stride"] ** 2
+
     def pointwise(shapes, p):
         return shapes[1][2:] == (1, 1) and p["stride"] == 1 and p["padding"] == 0
 
@@ -190,9 +193,12 @@ def _register_builtin_ops() -> None:
         Branch("im2col row copy, stride 1", "Wo >= SMALL_WO and stride == 1",
                ((2, 3, 6, 11), (4, 3, 3, 3), (4,)), dict(stride=1, padding=1),
                lambda s, p: conv_wo(s, p) >= SMALL_WO and p["stride"] == 1 and not pointwise(s, p)),
-        Branch("im2col row copy, strided", "Wo >= SMALL_WO and stride >= 2",
+        Branch("im2col row copy, strided", "Wo >= SMALL_WO, stride >= 2, KH·KW < PHASE_TAPS·stride²",
                ((2, 3, 7, 20), (4, 3, 3, 3), (4,)), dict(stride=2, padding=1),
-               lambda s, p: conv_wo(s, p) >= SMALL_WO and p["stride"] >= 2),
+               lambda s, p: conv_wo(s, p) >= SMALL_WO and p["stride"] >= 2 and not phases(s, p)),
+        Branch("im2col through stride phases", "Wo >= SMALL_WO, stride >= 2, KH·KW >= PHASE_TAPS·stride²",
+               ((2, 3, 9, 21), (4, 3, 7, 7), (4,)), dict(stride=2, padding=3),
+               lambda s, p: conv_wo(s, p) >= SMALL_WO and p["stride"] >= 2 and phases(s, p)),
         Branch("tap table (narrow output)", "Wo < SMALL_WO",
                ((3, 2, 6, 6), (5, 2, 3, 2), (5,)), dict(stride=2, padding=2),
                lambda s, p: conv_wo(s, p) < SMALL_WO),

@@ -123,10 +123,63 @@ def _col2im_chunk_small(dcols, n0, nb, KH, KW, stride, padding, Ho, Wo, dx):
 
 
 @kernel
+def _im2col_chunk_phases(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols):
+    """:func:`_im2col_chunk` for strided layers with many taps per stride phase: per image and
+    channel, the padded plane is first split into its ``s²`` phases
+    ``ph[a, e, h', w'] = xp[s·h'+a, s·w'+e]``, after which every row of cols is a contiguous run
+    ``cols[(c,p,q), b·L + i·Wo + j] = ph[p mod s, q mod s, i + p div s, j + q div s]`` — no
+    strided reads, no edge tests.  (ResNet's 7×7 stride-2 stem: 0.59 against 1.13 ms per 8
+    images on one Zen 4 core; a 3×3 stride-2 layer, 2.25 taps per phase, loses: 1.32 against 0.86.)"""
+    _, C, H, W = x.shape
+    s = stride
+    L = Ho * Wo
+    ld = cols.shape[1]
+    Hq = Ho + (KH - 1) // s
+    Wq = Wo + (KW - 1) // s
+    ph = np.empty(s * s * Hq * Wq, dtype=x.dtype)
+    xs = x.reshape(-1)
+    cs = cols.reshape(-1)
+    zero = x.dtype.type(0)
+    for b in range(nb):
+        n = n0 + b
+        for c in range(C):
+            for a in range(s):
+                for hq in range(Hq):
+                    h = s * hq + a - padding
+                    src = ((n * C + c) * H + h) * W
+                    for e in range(s):
+                        d0 = ((a * s + e) * Hq + hq) * Wq
+                        if h < 0 or h >= H:
+                            for wq in range(Wq):
+                                ph[uintp(d0 + wq)] = zero
+                            continue
+                        for wq in range(Wq):
+                            v = s * wq + e - padding
+                            ph[uintp(d0 + wq)] = xs[uintp(src + v)] if v >= 0 and v < W else zero
+            for p in range(KH):
+                for q in range(KW):
+                    r = (c * KH + p) * KW + q
+                    base = (((p % s) * s + q % s) * Hq + p // s) * Wq + q // s
+                    for i in range(Ho):
+                        d = r * ld + b * L + i * Wo
+                        s0 = base + i * Wq
+                        for j in range(Wo):
+                            cs[uintp(d + j)] = ph[uintp(s0 + j)]
+
+
+#: strided layers with at least this many taps per stride phase (``KH·KW ≥ 4·s²``) are
+#: im2col'd through their phases (:func:`_im2col_chunk_phases`)
+PHASE_TAPS = 4
+
+
+@kernel
 def _im2col_chunk(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols):
     """``cols[(c,p,q), b·L + i·Wo + j] = xp[n0+b, c, i·s+p, j·s+q]`` for ``b < nb``."""
     if Wo < SMALL_WO:
         _im2col_chunk_small(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols)
+        return
+    if stride > 1 and KH * KW >= PHASE_TAPS * stride * stride:
+        _im2col_chunk_phases(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols)
         return
     _, C, H, W = x.shape
     L = Ho * Wo

@@ -101,6 +101,9 @@ def test_entry_points_and_numpy_fallback(g, dtype, seed):
     (5, 3, 13, 13, 16, 1, 1, 0),      # pointwise shortcut
     (3, 4, 12, 10, 5, 5, 2, 2),       # stride and padding
     (4, 2, 3, 3, 3, 2, 3, 3),         # padding wider than the kernel: all-zero rows/columns
+    (2, 3, 37, 35, 8, 7, 2, 3),       # 7×7 stride 2 (ResNet's stem): im2col through the stride phases
+    (3, 2, 40, 29, 3, 5, 3, 0),       # ... 5×5 stride 3 wide rows would need 36 taps: the plain path
+    (3, 2, 30, 33, 3, 6, 3, 2),       # 6×6 stride 3: phases, odd sizes
 ])
 def test_fixed_shapes(dtype, N, C, H, W, F, k, s, p):
     rng = np.random.default_rng(N * 100 + C)
