@@ -160,35 +160,54 @@ def weight_grad_tile_size(N, C, F, Ho, Wo, KH, KW, stride):
 
 
 def transform_weights(w, m):
-    """(W1) ``U[ξ·α+ν, f, c] = (G · w[f,c] · Gᵀ)[ξ, ν]``, accumulated in float64, in ``w``'s dtype."""
+    """(W1) ``U[ξ·α+ν, f, c] = (G · w[f,c] · Gᵀ)[ξ, ν]``, accumulated in float64, in ``w``'s dtype;
+    the filters in parallel from :data:`PARALLEL_TRANSFORM` weights on (the batch's threads are
+    idle meanwhile: 512×512 weights take 2 ms on one core; below, waking the pool costs more)."""
     F, C = w.shape[:2]
     U = np.empty(((m + 2) ** 2, F, C), dtype=w.dtype)
-    _transform_weights(w, MATRICES[m][1], U)
+    run = _transform_weights_parallel if F * C >= PARALLEL_TRANSFORM else _transform_weights
+    run(w, MATRICES[m][1], U)
     return U
 
 
-@kernel(parallel=True)
-def _transform_weights(w, G, U):
-    """(W1) for each filter ``f`` in parallel (the batch's threads are idle meanwhile: 512×512
-    weights take 2 ms on one core), through ``wf[i, j, c] = w[f, c, i, j]`` so that every loop
-    ends in a contiguous run over c."""
-    F, C = w.shape[0], w.shape[1]
+#: filters × channels from which :func:`transform_weights` runs the filters in parallel
+PARALLEL_TRANSFORM = 128 * 128
+
+
+@kernel(inline="always")
+def _transform_filter(w, G, U, f):
+    """(W1) for filter ``f``, through ``wf[i, j, c] = w[f, c, i, j]`` so that every loop ends in
+    a contiguous run over c."""
+    C = w.shape[1]
     a = G.shape[0]
-    for f in prange(F):
-        wf = np.empty((3, 3, C))
-        for c in range(C):
-            for i in range(3):
-                for j in range(3):
-                    wf[i, j, c] = w[f, c, i, j]
-        tmp = np.empty((a, 3, C))
-        for xi in range(a):                   # tmp = G · w[f]
+    wf = np.empty((3, 3, C))
+    for c in range(C):
+        for i in range(3):
             for j in range(3):
-                for c in range(C):
-                    tmp[xi, j, c] = G[xi, 0] * wf[0, j, c] + G[xi, 1] * wf[1, j, c] + G[xi, 2] * wf[2, j, c]
-        for xi in range(a):                   # U[:, f] = tmp · Gᵀ
-            for nu in range(a):
-                for c in range(C):
-                    U[xi * a + nu, f, c] = tmp[xi, 0, c] * G[nu, 0] + tmp[xi, 1, c] * G[nu, 1] + tmp[xi, 2, c] * G[nu, 2]
+                wf[i, j, c] = w[f, c, i, j]
+    tmp = np.empty((a, 3, C))
+    for xi in range(a):                   # tmp = G · w[f]
+        for j in range(3):
+            for c in range(C):
+                tmp[xi, j, c] = G[xi, 0] * wf[0, j, c] + G[xi, 1] * wf[1, j, c] + G[xi, 2] * wf[2, j, c]
+    for xi in range(a):                   # U[:, f] = tmp · Gᵀ
+        for nu in range(a):
+            for c in range(C):
+                U[xi * a + nu, f, c] = tmp[xi, 0, c] * G[nu, 0] + tmp[xi, 1, c] * G[nu, 1] + tmp[xi, 2, c] * G[nu, 2]
+
+
+@kernel
+def _transform_weights(w, G, U):
+    """(W1), one filter after another."""
+    for f in range(w.shape[0]):
+        _transform_filter(w, G, U, f)
+
+
+@kernel(parallel=True)
+def _transform_weights_parallel(w, G, U):
+    """(W1), the filters in parallel."""
+    for f in prange(w.shape[0]):
+        _transform_filter(w, G, U, f)
 
 
 @kernel(inline="always")

@@ -144,3 +144,21 @@ def test_weight_gradient_entry_points_route_to_winograd(monkeypatch, dtype, p):
     for got, want in zip(K.conv2d_backward(dy, x, w, 1, p), (rdx, rdw, rdb), strict=True):
         _close(got, want, dtype)
     assert calls == [4] * (1 + (p > 0))
+
+
+@pytest.mark.parametrize("m", sorted(WG.MATRICES))
+def test_weight_transform_parallel_equals_serial(m):
+    """(W1) over the filters in parallel (from PARALLEL_TRANSFORM weights) is the serial loop,
+    bit for bit, and G·w·Gᵀ per filter."""
+    rng = np.random.default_rng(m)
+    w = rng.standard_normal((128, 128, 3, 3)).astype(np.float32)
+    assert 128 * 128 >= WG.PARALLEL_TRANSFORM
+    G = WG.MATRICES[m][1]
+    serial, parallel = (np.empty(((m + 2) ** 2, 128, 128), np.float32) for _ in range(2))
+    WG._transform_weights(w, G, serial)
+    WG._transform_weights_parallel(w, G, parallel)
+    np.testing.assert_array_equal(parallel, serial)
+    np.testing.assert_array_equal(WG.transform_weights(w, m), serial)
+    f, c = 5, 77
+    want = (G @ w[f, c].astype(np.float64) @ G.T).reshape(-1)
+    np.testing.assert_allclose(serial[:, f, c], want, rtol=1e-6, atol=1e-6)
