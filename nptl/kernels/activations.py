@@ -18,7 +18,9 @@ and on a shared machine a parallel region waits for its slowest thread.  (The co
 compiled into the kernels: tests reach both paths through sizes on either side.)
 
 σ needs ``e^{−|x|}``, and Numba calls the scalar libm ``exp`` (vectorised ``exp`` needs Intel's
-SVML), so :func:`exp_nonpositive` computes it with arithmetic LLVM can vectorise (E1)-(E3).
+SVML), so :func:`exp_nonpositive` computes it with arithmetic LLVM can vectorise (E1)-(E3).  The
+σ kernels also allow fused multiply-adds (``fastmath={"contract"}``: ``a·b + c`` rounded once),
+which makes the polynomial (E2) both faster (0.77 → 0.49 ms on 1.4 M values) and more accurate.
 """
 from __future__ import annotations
 
