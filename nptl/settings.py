@@ -15,9 +15,12 @@ one never marks another as done.
     OpenBLAS): ``configure(blas_threads="keep")`` or ``NPTL_BLAS_THREADS=keep`` opts out, and
     the convolutions then let BLAS parallelise each GEMM instead (never two pools nested).
 ``malloc`` (``NPTL_MALLOC``, default ``"reuse"``; ``"keep"`` leaves the allocator alone)
-    glibc's malloc keeps freed blocks up to 256 MB for reuse instead of returning them to the
+    glibc's malloc keeps freed blocks under 64 MB for reuse instead of returning them to the
     OS: a training step frees and reallocates the same activations every time, and fresh pages
-    cost a page fault per 4 KB (28.1 → 20.5 ms per seed-CNN step).  Lasts for the process.
+    cost a page fault per 4 KB (28.1 → 20.5 ms per seed-CNN step).  Larger blocks are still
+    mapped and returned when freed: kept in the heap, VGG16's 103 and 205 MB maps at 224×224
+    fragment it, and its training peak rose from 2,596 to 2,952 MB (threshold 256 MB, 4 steps
+    after 3 inference passes).  Lasts for the process.
 ``omp_wait_policy`` (``NPTL_OMP_WAIT_POLICY``; default ``"passive"`` unless ``OMP_WAIT_POLICY``
     is set, then ``"keep"``)
     Numba's ``omp`` threading layer spin-waits after every parallel region, against the
@@ -110,7 +113,7 @@ def _apply_blas_threads(n):
 
 
 def _keep_freed_memory() -> bool:
-    """glibc: keep freed blocks up to 256 MB for reuse (mmap threshold), trim the heap only
+    """glibc: keep freed blocks under 64 MB for reuse (mmap threshold), trim the heap only
     above 512 MB, grow it 16 MB at a time.  False where there is no glibc."""
     import ctypes
     import ctypes.util
@@ -123,7 +126,7 @@ def _keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
-    ok = mallopt(M_MMAP_THRESHOLD, 256 << 20) == 1
+    ok = mallopt(M_MMAP_THRESHOLD, 64 << 20) == 1
     ok &= mallopt(M_TRIM_THRESHOLD, 512 << 20) == 1
     ok &= mallopt(M_TOP_PAD, 16 << 20) == 1
     return bool(ok)
