@@ -80,6 +80,43 @@ def max_pool2d_forward(x, size, stride):
 
 
 @kernel(parallel=True)
+def max_pool2d_forward_padded(x, size, stride, padding):
+    """(P1) on ``x`` padded by ``padding`` rows and columns of −∞ (P3), without the padded copy:
+    each window is clipped to the input, which changes nothing as −∞ never wins a window that
+    holds an input (``padding ≤ size // 2``).  Returns ``(y, argmax)``, ``argmax`` the flat
+    ``h·W+w`` in the *unpadded* plane, so (P2) writes ``dx`` itself (no crop).  ResNet's stem pool
+    (3×3, stride 2, padding 1)."""
+    N, C, H, W = x.shape
+    Ho, Wo = conv_output_size(H, size, stride, padding), conv_output_size(W, size, stride, padding)
+    y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+    arg = np.empty((N, C, Ho, Wo), dtype=np.int32)
+    xs = x.reshape(-1)
+    ys = y.reshape(-1)
+    args = arg.reshape(-1)
+    for nc in prange(N * C):
+        xb = nc * H * W
+        yb = nc * Ho * Wo
+        for i in range(Ho):
+            h0 = i * stride - padding
+            h_lo, h_hi = max(h0, 0), min(h0 + size, H)
+            for j in range(Wo):
+                w0 = j * stride - padding
+                w_lo, w_hi = max(w0, 0), min(w0 + size, W)
+                bi = h_lo * W + w_lo
+                best = xs[uintp(xb + bi)]
+                for h in range(h_lo, h_hi):
+                    for v in range(w_lo, w_hi):
+                        k = h * W + v
+                        val = xs[uintp(xb + k)]
+                        if val > best or val != val:  # (P1) NaN propagates
+                            best = val
+                            bi = k
+                ys[uintp(yb + i * Wo + j)] = best
+                args[uintp(yb + i * Wo + j)] = bi
+    return y, arg
+
+
+@kernel(parallel=True)
 def max_pool2d_forward_2x2(x):
     """(P1) for 2×2 windows with stride 2, values only (what ``ops.max_pool2d`` returns).
 

@@ -72,10 +72,10 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x, training=False):
         x = self._checked(x)
-        P = self.padding
-        if P:                                                          # (P3)
-            x = np.pad(x, ((0, 0), (0, 0), (P, P), (P, P)), constant_values=-np.inf)
-        y, arg = kernel.max_pool2d_forward(x, self.size, self.stride)
+        if self.padding:                                               # (P3)
+            y, arg = kernel.max_pool2d_forward_padded(x, self.size, self.stride, self.padding)
+        else:
+            y, arg = kernel.max_pool2d_forward(x, self.size, self.stride)
         if training:
             self._argmax, self._x_shape = arg, x.shape
         return y
@@ -85,9 +85,7 @@ class MaxPool2D(_Pool2D):
         if not input_grad:
             return None
         dy = self._as_dtype(dy)
-        dx = kernel.max_pool2d_backward(dy, arg, self._x_shape[2], self._x_shape[3])
-        P = self.padding
-        return np.ascontiguousarray(dx[:, :, P:-P, P:-P]) if P else dx  # (P3)
+        return kernel.max_pool2d_backward(dy, arg, self._x_shape[2], self._x_shape[3])  # (P2), (P3)
 
 
 

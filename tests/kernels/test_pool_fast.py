@@ -42,6 +42,28 @@ def test_pool_kernels_match_reference(g, dtype, seed, ties, nans):
     _close(P.avg_pool2d_backward(dy, H, W, size, stride), ref.avg_pool2d_backward(dy, x, size, stride), dtype)
 
 
+@settings(max_examples=examples(60), deadline=None)
+@given(g=geoms, dtype=DTYPES, seed=seeds, ties=st.booleans(), nans=st.booleans(), padding=st.integers(1, 2))
+def test_padded_max_pool_is_the_pool_of_the_padded_input(g, dtype, seed, ties, nans, padding):
+    """(P3) without the padded copy: the pool of x padded with −∞ (reference), argmax mapped to
+    the unpadded plane, and (P2) into dx directly: the padded reference gradient, cropped."""
+    N, C, H, W, (size, stride) = g
+    size = max(2 * padding, min(size, H + 2 * padding, W + 2 * padding))
+    rng = np.random.default_rng(seed)
+    x = rand(rng, (N, C, H, W), dtype)
+    if ties:
+        x = np.round(x).astype(dtype)
+    if nans:
+        x[rng.random(x.shape) < 0.2] = np.nan
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=-np.inf)
+    Ho, Wo = ref.conv_output_size(H, size, stride, padding), ref.conv_output_size(W, size, stride, padding)
+    dy = rand(rng, (N, C, Ho, Wo), dtype)
+    y, arg = P.max_pool2d_forward_padded(x, size, stride, padding)
+    np.testing.assert_array_equal(y, ref.max_pool2d(xp, size, stride))
+    want = ref.max_pool2d_backward(dy, xp, size, stride)[:, :, padding:-padding, padding:-padding]
+    _close(P.max_pool2d_backward(dy, arg, H, W), want, dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_two_by_two_fast_path_on_a_model_shape(dtype):
     rng = np.random.default_rng(1)
