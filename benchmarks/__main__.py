@@ -67,7 +67,12 @@ def main(argv=None):
     from benchmarks.suite import Context, import_nptl, log
     from benchmarks.timing import gflops, measure
 
-    _, nptl_error = import_nptl()
+    nptl_module, nptl_error = import_nptl()
+    if nptl_module is not None:
+        # the process settings nptl's users get (nptl.settings), applied before anything below
+        # starts Numba's thread pool (numba.get_num_threads does): once the pool runs, its wait
+        # policy can no longer be made passive and its threads spin against the convolutions'
+        nptl_module.configure()
     if args.cpu_time:
         from benchmarks.timing import use_cpu_time
         use_cpu_time()

@@ -2,6 +2,7 @@
 (nptl fast, NumPy baseline, nptl reference on a reduced batch), filling one result row, and
 checking that nptl and the baseline agree."""
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from benchmarks import numpy_im2col
 from benchmarks.suite import log, one_thread
@@ -104,7 +105,8 @@ def kernel_rows(ctx, family, shape, op_fns, tiny_shape, torch_result, flops, bwd
     columns, next to ``torch_1t``, PyTorch's result at one thread).
     """
     base = op_fns(numpy_im2col, shape)
-    times = {p: {"numpy": time_side(ctx, f)} for p, f in base.items()}
+    with threadpool_limits(limits=ctx.threads, user_api="blas"):  # nptl.configure leaves BLAS at 1
+        times = {p: {"numpy": time_side(ctx, f)} for p, f in base.items()}
     extra = dict(extra or {})
     if ctx.has_nptl:
         import nptl.ops
