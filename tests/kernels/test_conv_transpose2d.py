@@ -83,3 +83,21 @@ def test_bad_bias_and_dy_shapes():
         ops.conv_transpose2d(x, w, np.zeros(3))
     with pytest.raises(ValueError, match=r"'dy' must have shape \(2, 5, 6, 6\), got \(2, 5, 4, 4\)"):
         ops.conv_transpose2d_backward(np.zeros((2, 5, 4, 4)), x, w)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding", [0, 1])
+def test_weight_gradient_through_winograd(dtype, padding):
+    """(T3) is conv2d's (C3) with x and dy exchanged: with 64 channels and filters, 3×3, stride 1
+    that is the Winograd weight gradient; it must still be the reference's (T3)."""
+    from nptl.kernels import conv2d_winograd, reference
+
+    rng = np.random.default_rng(padding)
+    x, w = rand(rng, (4, 64, 12, 12), dtype), rand(rng, (64, 64, 3, 3), dtype)
+    dy = rand(rng, ops.conv_transpose2d(x, w, None, stride=1, padding=padding).shape, dtype)
+    assert conv2d_winograd.weight_grad_tile_size(4, 64, 64, 12, 12, 3, 3, 1) == 4
+    _, dw, db = ops.conv_transpose2d_backward(dy, x, w, stride=1, padding=padding)
+    _, rdw, rdb = reference.conv_transpose2d_backward(dy, x, w, 1, padding)
+    tol = 1e-4 if dtype == np.float32 else 1e-11   # Winograd F(4×4)'s float32 rounding, as in its tests
+    np.testing.assert_allclose(dw, rdw, rtol=0, atol=tol * np.abs(rdw).max())
+    np.testing.assert_allclose(db, rdb, rtol=0, atol=tol * max(1.0, np.abs(rdb).max()))
