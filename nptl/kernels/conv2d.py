@@ -303,17 +303,17 @@ def _forward_slice(x, w, bias, stride, padding, lo, hi, nb_max, y):
     cs, os_ = cols.reshape(-1), out.reshape(-1)
     for n0 in range(lo, hi, nb_max):
         nb = min(nb_max, hi - n0)
-        if nb == 1:  # straight into y[n0], then the bias
-            if pointwise:
-                gemm(nt, nt, F, L, R, ws, z, R, xs, n0 * C * L, L, 0.0, ys, n0 * F * L, L)
-            else:
-                _im2col_chunk(x, n0, one, KH, KW, stride, padding, Ho, Wo, cols)
-                gemm(nt, nt, F, L, R, ws, z, R, cs, z, ld, 0.0, ys, n0 * F * L, L)
-            for f in range(F):
+        if nb == 1:  # y[n0] filled with the bias, then the GEMM adds onto it (beta 1: one pass
+            for f in range(F):  # over y fewer than a zeroing GEMM followed by a bias pass)
                 bf = bias[f]
                 d0 = (n0 * F + f) * L
                 for k in range(L):
-                    ys[uintp(d0 + k)] += bf
+                    ys[uintp(d0 + k)] = bf
+            if pointwise:
+                gemm(nt, nt, F, L, R, ws, z, R, xs, n0 * C * L, L, 1.0, ys, n0 * F * L, L)
+            else:
+                _im2col_chunk(x, n0, one, KH, KW, stride, padding, Ho, Wo, cols)
+                gemm(nt, nt, F, L, R, ws, z, R, cs, z, ld, 1.0, ys, n0 * F * L, L)
         else:        # nb images in one GEMM, then scattered to NCHW with the bias
             _im2col_chunk(x, n0, nb, KH, KW, stride, padding, Ho, Wo, cols)
             gemm(nt, nt, F, nb * L, R, ws, z, R, cs, z, ld, 0.0, os_, z, ld)
