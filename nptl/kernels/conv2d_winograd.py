@@ -271,6 +271,25 @@ def _gather_patches(xs, base, H, W, padding, a, Wp, toff, xpad, t0, T, D):
 
 
 @kernel(inline="always")
+def _tile_grid(Ho, Wo, m, nb_max, x):
+    """The tiling both passes share, for ``Ho×Wo`` outputs in chunks of ``nb_max`` images:
+    ``(tH, tW, P, ld, Wp, xpad, toff)`` — tiles down and across, per image, a full chunk's tile
+    columns rounded up to :data:`TILE_ALIGN`, the width of the zero-bordered plane buffer
+    ``xpad`` and each tile's offset ``toff[ti·tW + tj] = ti·m·Wp + tj·m`` in it."""
+    tH = (Ho + m - 1) // m
+    tW = (Wo + m - 1) // m
+    P = tH * tW
+    ld = -(-nb_max * P // TILE_ALIGN) * TILE_ALIGN
+    Wp = tW * m + 2
+    xpad = np.zeros((tH * m + 2) * Wp, dtype=x.dtype)
+    toff = np.empty(P, dtype=np.intp)
+    for ti in range(tH):
+        for tj in range(tW):
+            toff[ti * tW + tj] = ti * m * Wp + tj * m
+    return tH, tW, P, ld, Wp, xpad, toff
+
+
+@kernel(inline="always")
 def _input_transform(xs, n0, nb, C, H, W, padding, BT, a, Wp, toff, xpad, T, D, E, V):
     """(W2) for the ``nb`` images from ``n0``: ``V[ξ·α+ν, c, t] = (Bᵀ d B)[ξ, ν]`` for every channel
     ``c`` and tile column ``t = b·P + ti·tW + tj`` (``V`` is ``(α², C, T)``; ``D``, ``E`` scratch)."""
@@ -294,17 +313,8 @@ def _forward_chunks(x, U, BT, AT, m, bias, padding, lo, hi, nb_max, y):
     nt = NO_TRANS + z
     a = m + 2
     a2 = a * a
-    tH = (Ho + m - 1) // m
-    tW = (Wo + m - 1) // m
-    P = tH * tW
-    ld = -(-nb_max * P // TILE_ALIGN) * TILE_ALIGN
+    tH, tW, P, ld, Wp, xpad, toff = _tile_grid(Ho, Wo, m, nb_max, x)
     xs, ys, us = x.reshape(-1), y.reshape(-1), U.reshape(-1)
-    Wp = tW * m + 2
-    xpad = np.zeros((tH * m + 2) * Wp, dtype=x.dtype)
-    toff = np.empty(P, dtype=np.intp)
-    for ti in range(tH):
-        for tj in range(tW):
-            toff[ti * tW + tj] = ti * m * Wp + tj * m
     sh = m // 2   # log2(m) for m = 2, 4: tile index j >> sh, position in the tile j & (m − 1)
     D = np.zeros(a2 * ld, dtype=x.dtype)  # columns past nb·P stay 0 (finite, never denormal)
     E = np.empty(a2 * ld, dtype=x.dtype)
@@ -381,17 +391,8 @@ def _weight_grad_chunks(x, dy, BT, A, m, padding, lo, hi, nb_max, Mw):
     nt, tr = NO_TRANS + z, TRANS + z
     a = m + 2
     a2 = a * a
-    tH = (Ho + m - 1) // m
-    tW = (Wo + m - 1) // m
-    P = tH * tW
-    ld = -(-nb_max * P // TILE_ALIGN) * TILE_ALIGN
+    tH, tW, P, ld, Wp, xpad, toff = _tile_grid(Ho, Wo, m, nb_max, x)
     xs, dys, ms = x.reshape(-1), dy.reshape(-1), Mw.reshape(-1)
-    Wp = tW * m + 2
-    xpad = np.zeros((tH * m + 2) * Wp, dtype=x.dtype)
-    toff = np.empty(P, dtype=np.intp)
-    for ti in range(tH):
-        for tj in range(tW):
-            toff[ti * tW + tj] = ti * m * Wp + tj * m
     D = np.zeros(a2 * ld, dtype=x.dtype)   # columns past nb·P stay 0: their V and Z columns are 0
     E = np.empty(a2 * ld, dtype=x.dtype)
     V = np.empty(a2 * C * ld, dtype=x.dtype)

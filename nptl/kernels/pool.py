@@ -24,16 +24,19 @@ from .reference import conv_output_size
 
 
 @kernel(parallel=True)
-def max_pool2d_forward(x, size, stride):
-    """(P1). Returns ``(y, argmax)``; ``argmax[n,c,i,j]`` is the flat ``h·W+w`` of the max."""
+def max_pool2d_forward(x, size, stride, padding=0):
+    """(P1), on ``x`` padded by ``padding`` rows and columns of −∞ (P3) without the padded copy:
+    each window is clipped to the input, which changes nothing as −∞ never wins a window that
+    holds an input (``padding ≤ size // 2``).  Returns ``(y, argmax)``; ``argmax[n,c,i,j]`` is the
+    flat ``h·W+w`` of the max in the *unpadded* plane, so (P2) writes ``dx`` itself (no crop)."""
     N, C, H, W = x.shape
-    Ho, Wo = conv_output_size(H, size, stride, 0), conv_output_size(W, size, stride, 0)
+    Ho, Wo = conv_output_size(H, size, stride, padding), conv_output_size(W, size, stride, padding)
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     arg = np.empty((N, C, Ho, Wo), dtype=np.int32)
     xs = x.reshape(-1)
     ys = y.reshape(-1)
     args = arg.reshape(-1)
-    if size == 2 and stride == 2:  # the common case, written out so that it vectorises
+    if size == 2 and stride == 2 and padding == 0:  # the common case, written out so that it vectorises
         for nc in prange(N * C):
             xb = nc * H * W
             yb = nc * Ho * Wo
@@ -59,40 +62,6 @@ def max_pool2d_forward(x, size, stride):
                     ys[uintp(yb + i * Wo + j)] = best
                     args[uintp(yb + i * Wo + j)] = bi
         return y, arg
-    for nc in prange(N * C):
-        xb = nc * H * W
-        yb = nc * Ho * Wo
-        for i in range(Ho):
-            for j in range(Wo):
-                k0 = i * stride * W + j * stride
-                best = xs[uintp(xb + k0)]
-                bi = k0
-                for p in range(size):
-                    for q in range(size):
-                        k = k0 + p * W + q
-                        v = xs[uintp(xb + k)]
-                        if v > best or v != v:  # (P1) NaN propagates
-                            best = v
-                            bi = k
-                ys[uintp(yb + i * Wo + j)] = best
-                args[uintp(yb + i * Wo + j)] = bi
-    return y, arg
-
-
-@kernel(parallel=True)
-def max_pool2d_forward_padded(x, size, stride, padding):
-    """(P1) on ``x`` padded by ``padding`` rows and columns of −∞ (P3), without the padded copy:
-    each window is clipped to the input, which changes nothing as −∞ never wins a window that
-    holds an input (``padding ≤ size // 2``).  Returns ``(y, argmax)``, ``argmax`` the flat
-    ``h·W+w`` in the *unpadded* plane, so (P2) writes ``dx`` itself (no crop).  ResNet's stem pool
-    (3×3, stride 2, padding 1)."""
-    N, C, H, W = x.shape
-    Ho, Wo = conv_output_size(H, size, stride, padding), conv_output_size(W, size, stride, padding)
-    y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
-    arg = np.empty((N, C, Ho, Wo), dtype=np.int32)
-    xs = x.reshape(-1)
-    ys = y.reshape(-1)
-    args = arg.reshape(-1)
     for nc in prange(N * C):
         xb = nc * H * W
         yb = nc * Ho * Wo

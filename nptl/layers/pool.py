@@ -72,10 +72,7 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x, training=False):
         x = self._checked(x)
-        if self.padding:                                               # (P3)
-            y, arg = kernel.max_pool2d_forward_padded(x, self.size, self.stride, self.padding)
-        else:
-            y, arg = kernel.max_pool2d_forward(x, self.size, self.stride)
+        y, arg = kernel.max_pool2d_forward(x, self.size, self.stride, self.padding)   # (P1), (P3)
         if training:
             self._argmax, self._x_shape = arg, x.shape
         return y
