@@ -211,43 +211,40 @@ def _transform_weights_parallel(w, G, U):
 
 
 @kernel(inline="always")
+def _combine(Mx, r, src, s0, s_step, n, dst, d0, T):
+    """``dst[d0 + t] = Σ_{i<n} Mx[r, i] · src[s0 + i·s_step + t]`` for ``t < T``: row ``r`` of a
+    transform matrix applied to ``n`` rows of tile values, vectorised over the tiles (zero
+    coefficients skipped)."""
+    zero = dst.dtype.type(0)
+    for t in range(T):
+        dst[uintp(d0 + t)] = zero
+    for i in range(n):
+        coef = dst.dtype.type(Mx[r, i])
+        if coef == zero:
+            continue
+        s = s0 + i * s_step
+        for t in range(T):
+            dst[uintp(d0 + t)] += coef * src[uintp(s + t)]
+
+
+@kernel(inline="always")
 def _apply_rows(Mx, src, s_off, dst, d_off, T, rows_in, inner):
     """``dst[r·inner + k, t] = Σ_i Mx[r, i] · src[i·inner + k, t]`` for ``t < T`` (flat arrays with
     row length ``T``, starting ``s_off``/``d_off`` values in): one matrix applied along the first
-    of two tile-local axes, vectorised over the tiles.  ``rows_in`` is ``Mx.shape[1]``."""
-    zero = dst.dtype.type(0)
+    of two tile-local axes.  ``rows_in`` is ``Mx.shape[1]``."""
     for r in range(Mx.shape[0]):
         for k in range(inner):
-            d0 = d_off + (r * inner + k) * T
-            for t in range(T):
-                dst[uintp(d0 + t)] = zero
-            for i in range(rows_in):
-                coef = dst.dtype.type(Mx[r, i])
-                if coef == zero:
-                    continue
-                s0 = s_off + (i * inner + k) * T
-                for t in range(T):
-                    dst[uintp(d0 + t)] += coef * src[uintp(s0 + t)]
+            _combine(Mx, r, src, s_off + k * T, inner * T, rows_in, dst, d_off + (r * inner + k) * T, T)
 
 
 @kernel(inline="always")
 def _apply_cols(Mx, src, dst, d_off, d_stride, T, outer, cols_in):
     """``dst[d_off + (o·R + r)·d_stride + t] = Σ_j Mx[r, j] · src[(o·cols_in + j)·T + t]``: the
     same along the second tile-local axis (``R = Mx.shape[0]``)."""
-    zero = dst.dtype.type(0)
     R = Mx.shape[0]
     for o in range(outer):
         for r in range(R):
-            d0 = d_off + (o * R + r) * d_stride
-            for t in range(T):
-                dst[uintp(d0 + t)] = zero
-            for j in range(cols_in):
-                coef = dst.dtype.type(Mx[r, j])
-                if coef == zero:
-                    continue
-                s0 = (o * cols_in + j) * T
-                for t in range(T):
-                    dst[uintp(d0 + t)] += coef * src[uintp(s0 + t)]
+            _combine(Mx, r, src, o * cols_in * T, T, cols_in, dst, d_off + (o * R + r) * d_stride, T)
 
 
 @kernel(inline="always")
@@ -344,19 +341,9 @@ def _forward_chunks(x, U, BT, AT, m, bias, padding, lo, hi, nb_max, y):
 def _rows_strided(AT, Mb, f, F, T, a, Q):
     """``Q[r·α + ν, t] = Σ_ξ Aᵀ[r, ξ] · M[ξ·α+ν, f, t]``: the first pass of (W4) for filter ``f``
     (``M`` is ``(α², F, T)``, so consecutive ξ·α+ν rows of one filter are ``F·T`` apart)."""
-    zero = Q.dtype.type(0)
     for r in range(AT.shape[0]):
         for nu in range(a):
-            d0 = (r * a + nu) * T
-            for t in range(T):
-                Q[uintp(d0 + t)] = zero
-            for xi in range(a):
-                coef = Q.dtype.type(AT[r, xi])
-                if coef == zero:
-                    continue
-                s0 = ((xi * a + nu) * F + f) * T
-                for t in range(T):
-                    Q[uintp(d0 + t)] += coef * Mb[uintp(s0 + t)]
+            _combine(AT, r, Mb, (nu * F + f) * T, a * F * T, a, Q, (r * a + nu) * T, T)
 
 
 _BT2, _, _AT2 = MATRICES[2]
