@@ -10,7 +10,7 @@ writes dx (3·X).  Sides: nptl's layers (``forward(x, training=True)``, ``backwa
 import numpy as np
 
 from benchmarks.bandwidth import copy_gbytes_per_s
-from benchmarks.common import make_row, one_thread, rng, time_side, torch_results
+from benchmarks.common import make_row, rng, time_nptl, time_side, torch_results
 from benchmarks.pool import add_bandwidth
 from benchmarks.suite import log, shapes_for
 
@@ -60,13 +60,7 @@ def run(ctx):
         times = {p: {"numpy": time_side(ctx, f), "torch": tr and tr[p], "torch_1t": tr1 and tr1[p]}
                  for p, f in numpy_fns(s, x, dy).items()}
         if ctx.has_nptl:
-            fast = nptl_fns(s, x, dy)
-            for p, f in fast.items():
-                times[p]["nptl"] = time_side(ctx, f)
-            if ctx.threads > 1:
-                with one_thread():
-                    for p, f in fast.items():
-                        times[p]["nptl_1t"] = time_side(ctx, f)
+            time_nptl(ctx, nptl_fns(s, x, dy), times)
         if x.nbytes not in copy_rates:
             copy_rates[x.nbytes] = copy_gbytes_per_s(x.nbytes, min_time=ctx.min_time)
         shape = dict(s, name=f"{s['name']}")

@@ -33,6 +33,17 @@ def time_side(ctx, fn):
     return measure(fn, ctx.repeats, warmup=1, min_time=ctx.min_time)
 
 
+def time_nptl(ctx, fns, times):
+    """nptl's side of every pass ``p`` of ``fns`` into ``times[p]["nptl"]`` and, when the run uses
+    more than one thread, again at one thread into ``times[p]["nptl_1t"]``."""
+    for p, f in fns.items():
+        times[p]["nptl"] = time_side(ctx, f)
+    if ctx.threads > 1:
+        with one_thread():
+            for p, f in fns.items():
+                times[p]["nptl_1t"] = time_side(ctx, f)
+
+
 def time_reference(ctx, make_fns, N, tiny_fns):
     """Time the reference (plain loop) kernels on batch ``n_ref = min(N, 4)`` (1 in --quick).
 
@@ -112,12 +123,7 @@ def kernel_rows(ctx, family, shape, op_fns, tiny_shape, torch_result, flops, bwd
         import nptl.ops
         from nptl.kernels import reference
         fast = op_fns(nptl.ops, shape)
-        for p, f in fast.items():
-            times[p]["nptl"] = time_side(ctx, f)
-        if ctx.threads > 1:
-            with one_thread():
-                for p, f in fast.items():
-                    times[p]["nptl_1t"] = time_side(ctx, f)
+        time_nptl(ctx, fast, times)
         extra["max_rel_err_vs_numpy"] = max(
             check_agreement(fast[p](), base[p](), f"{family} {p} {shape['name']}") for p in PASSES)
         ref = time_reference(ctx, lambda n: op_fns(reference, shape, n), shape["N"],

@@ -75,6 +75,7 @@ def _nptl(spec):
 def _torch(spec):
     import torch
 
+    from benchmarks.torch_peer import training_step
     from tests.torch_reference import ResNet18, VGG16
 
     torch.set_num_threads(spec["threads"])
@@ -95,14 +96,7 @@ def _torch(spec):
 
     def step():
         net.train()
-        t0 = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(net(x), y)
-        t1 = time.perf_counter()
-        loss.backward()
-        t2 = time.perf_counter()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return {"forward": t1 - t0, "backward": t2 - t1, "step": time.perf_counter() - t0}
+        return training_step(net, opt, x, y)
 
     return {"inference": median_phases(infer, steps, warmup=warmup),
             "train": median_phases(step, steps, warmup=warmup), "rss_after_build_mb": built}

@@ -31,6 +31,23 @@ from benchmarks import timing  # noqa: E402
 from benchmarks.timing import measure, median_phases  # noqa: E402
 
 
+def training_step(model, opt, x, y):
+    """One timed torch training step (cross-entropy, autograd backward, optimizer step, grads
+    set to None, as nptl's benchmarks do on their side): ``{"forward", "backward", "update",
+    "step"}`` seconds."""
+    import torch
+
+    t0 = time.perf_counter()
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    t1 = time.perf_counter()
+    loss.backward()
+    t2 = time.perf_counter()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    t3 = time.perf_counter()
+    return {"forward": t1 - t0, "backward": t2 - t1, "update": t3 - t2, "step": t3 - t0}
+
+
 # ---------------------------------------------------------------- parent side
 
 #: untimed steps first: oneDNN (torch) builds and caches its primitives over the first few
@@ -165,18 +182,8 @@ def _model(torch, t, spec):
                else torch.optim.SGD(params, lr=t["lr"]))
         model.train()
 
-        def step():
-            t0 = time.perf_counter()
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            t1 = time.perf_counter()
-            loss.backward()
-            t2 = time.perf_counter()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            t3 = time.perf_counter()
-            return {"forward": t1 - t0, "backward": t2 - t1, "update": t3 - t2, "step": t3 - t0}
-
-        out["train_frozen" if frozen else "train"] = median_phases(step, steps, warmup=WARMUP_STEPS)
+        out["train_frozen" if frozen else "train"] = median_phases(
+            lambda: training_step(model, opt, x, y), steps, warmup=WARMUP_STEPS)
     if "inference" not in phases:
         return out
     model.eval()
